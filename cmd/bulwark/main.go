@@ -1,0 +1,75 @@
+// Command bulwark is Bulwark's one binary: the whole system on one machine
+// (up), the gateway (proxy, run), config checks (validate) and the chaos
+// tools (chaos). It is the only package that wires components together.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/bulwark-go/bulwark"
+)
+
+// errUsage marks errors caused by a wrong command line; they exit with 2.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		fmt.Fprintln(os.Stderr, "bulwark:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "bulwark:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `Bulwark keeps a system of networked services correct and available.
+
+Usage:
+  bulwark <command> [flags]
+
+Commands:
+  up          run the whole system on this machine with embedded defaults (planned)
+  proxy       the one-liner gateway: bulwark proxy --listen :8080 --to URL --to URL (planned)
+  run         run the components a config file enables: bulwark run -c bulwark.yaml (planned)
+  validate    check a config file: bulwark validate -c bulwark.yaml (planned)
+  chaos       fault injection: chaos proxy | chaos monkey | chaos run EXPERIMENT.yaml (planned)
+  delivery    durable delivery tools: delivery replay (planned)
+  version     print the version
+  help        print this message
+
+README.md's status table says which commands work today.
+`
+
+// run is the whole program, callable from tests: args excludes the
+// program name.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: no command given", errUsage)
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "bulwark", bulwark.Version)
+		return nil
+	case "help", "--help", "-h", "-help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	case "up", "proxy", "run", "validate", "chaos", "delivery":
+		_ = rest
+		return fmt.Errorf("%s: not implemented yet; see the status table in README.md", cmd)
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+}
