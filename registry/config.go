@@ -84,7 +84,7 @@ type Config struct {
 
 	// newTransport, when set (tests only), replaces raft.NewTCPTransport so
 	// a test can cut the node's Raft traffic.
-	newTransport func(bind string) (raft.Transport, io.Closer, error)
+	newTransport func(bind string, logOutput io.Writer) (*raft.NetworkTransport, error)
 }
 
 // Sentinel errors callers branch on.

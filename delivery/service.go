@@ -1,0 +1,335 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulwark-go/bulwark"
+)
+
+// Forwarder sends one message to its upstream: the gateway's forwarding path
+// satisfies it. It returns the backend's HTTP status, or an error when no
+// answer came. Forward must set the request's headers from m.Header (which
+// carries the Idempotency-Key) and honour ctx.
+type Forwarder interface {
+	Forward(ctx context.Context, m *bulwark.Message) (status int, err error)
+}
+
+// Sentinel errors callers branch on.
+var (
+	// ErrNotFound: no message with that id (or its status is not yet visible).
+	ErrNotFound = errors.New("delivery: message not found")
+	// ErrTooLarge: the body exceeds Config.MaxBody.
+	ErrTooLarge = errors.New("delivery: message body too large")
+	// ErrInvalidMessage: the message lacks a field delivery needs.
+	ErrInvalidMessage = errors.New("delivery: invalid message")
+	// ErrClosed: the service was closed.
+	ErrClosed = errors.New("delivery: service closed")
+)
+
+// Service stores messages durably and delivers them. Create it with Open;
+// all methods are safe for concurrent use.
+type Service struct {
+	cfg Config
+	fwd Forwarder
+	log *slog.Logger
+
+	srv *server.Server // nil with external URLs
+	nc  *nats.Conn
+	js  jetstream.JetStream
+
+	work, dead jetstream.Stream
+	status     jetstream.KeyValue
+
+	subjAny  string // unordered messages
+	subjPart string // ordered messages: subjPart + "." + partition
+	subjDead string
+	kvPrefix string // "$KV.<bucket>." for asynchronous status creates
+
+	sems   semaphores
+	stats  stats
+	met    *metrics
+	fetchC context.CancelFunc // stops fetching
+	workC  context.CancelFunc // cancels deliveries in flight
+	fetchW sync.WaitGroup     // fetch loops and the stats loop
+	workW  sync.WaitGroup     // delivery goroutines
+
+	closeOnce sync.Once
+	closeErr  error
+	closing   chan struct{}
+}
+
+// Open starts (or connects to) JetStream, creates the streams, consumers and
+// the status bucket if missing, and starts the workers that deliver through
+// fwd. ctx bounds the setup only. Close the Service when done.
+func Open(ctx context.Context, cfg Config, fwd Forwarder) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if fwd == nil {
+		return nil, fmt.Errorf("delivery: a Forwarder is required")
+	}
+	cfg = cfg.withDefaults()
+	s := &Service{
+		cfg: cfg, fwd: fwd, log: cfg.Logger,
+		subjAny:  cfg.SubjectPrefix + ".work.any",
+		subjPart: cfg.SubjectPrefix + ".work.part",
+		subjDead: cfg.SubjectPrefix + ".dead",
+		kvPrefix: "$KV." + cfg.Name + "_STATUS.",
+		closing:  make(chan struct{}),
+	}
+	s.sems.limit = cfg.MaxInFlight
+	if err := s.start(ctx); err != nil {
+		s.shutdown()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Service) start(ctx context.Context) error {
+	if err := s.connect(); err != nil {
+		return err
+	}
+	if err := s.setupStreams(ctx); err != nil {
+		return err
+	}
+	met, err := newMetrics(s.cfg.Registerer, s)
+	if err != nil {
+		return err
+	}
+	s.met = met
+	return s.startWorkers(ctx)
+}
+
+// connect starts the embedded server (unless URLs are set) and connects.
+func (s *Service) connect() error {
+	js := []jetstream.JetStreamOpt{
+		jetstream.WithPublishAsyncMaxPending(s.cfg.MaxPendingPublishes),
+		jetstream.WithPublishAsyncTimeout(max(10*time.Second, s.cfg.OpTimeout)),
+	}
+	var err error
+	if len(s.cfg.URLs) > 0 {
+		s.nc, err = nats.Connect(strings.Join(s.cfg.URLs, ","), nats.Name(s.cfg.ServerName),
+			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("delivery: connect to %v: %w", s.cfg.URLs, err)
+		}
+	} else {
+		if err := s.startServer(); err != nil {
+			return err
+		}
+		s.nc, err = nats.Connect("", nats.InProcessServer(s.srv), nats.Name(s.cfg.ServerName))
+		if err != nil {
+			return fmt.Errorf("delivery: connect in process: %w", err)
+		}
+	}
+	s.js, err = jetstream.New(s.nc, js...)
+	if err != nil {
+		return fmt.Errorf("delivery: jetstream: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) startServer() error {
+	c := &s.cfg
+	opts := &server.Options{
+		ServerName:   c.ServerName,
+		Host:         c.Host,
+		Port:         c.Port,
+		DontListen:   c.Port == 0,
+		NoSigs:       true,
+		JetStream:    true,
+		StoreDir:     c.DataDir,
+		SyncInterval: c.SyncInterval,
+		SyncAlways:   c.SyncAlways,
+		// A message is its JSON (base64 body) plus headers.
+		MaxPayload: int32(max(1<<20, c.MaxBody*4/3+64<<10)),
+	}
+	if c.Cluster != nil {
+		opts.Cluster = server.ClusterOpts{Name: c.Cluster.Name, Host: c.Cluster.Host, Port: c.Cluster.Port}
+		if opts.Cluster.Host == "" {
+			opts.Cluster.Host = "127.0.0.1"
+		}
+		if len(c.Cluster.Routes) > 0 {
+			opts.Routes = server.RoutesFromStr(strings.Join(c.Cluster.Routes, ","))
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("delivery: embedded nats-server: %w", err)
+	}
+	srv.SetLogger(serverLog{s.log.With("component", "nats-server")}, false, false)
+	s.srv = srv
+	srv.Start()
+	if !srv.ReadyForConnections(c.ReadyTimeout) {
+		return fmt.Errorf("delivery: embedded nats-server not ready after %v", c.ReadyTimeout)
+	}
+	return nil
+}
+
+// setupStreams creates or updates the work and dead-letter streams and the
+// status bucket.
+func (s *Service) setupStreams(ctx context.Context) error {
+	c := &s.cfg
+	err := s.retry(ctx, "create work stream", func(ctx context.Context) (err error) {
+		s.work, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        c.Name + "_WORK",
+			Description: "Bulwark asynchronous deliveries (backlog)",
+			Subjects:    []string{c.SubjectPrefix + ".work.>"},
+			Retention:   jetstream.WorkQueuePolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.Duplicates,
+			Discard:     jetstream.DiscardOld,
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	err = s.retry(ctx, "create dead-letter stream", func(ctx context.Context) (err error) {
+		s.dead, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+			Name:        c.Name + "_DEAD",
+			Description: "Bulwark dead letters",
+			Subjects:    []string{s.subjDead},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+			Duplicates:  c.Duplicates,
+		})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return s.retry(ctx, "create status bucket", func(ctx context.Context) (err error) {
+		s.status, err = s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      c.Name + "_STATUS",
+			Description: "Bulwark delivery status per message id",
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		})
+		return err
+	})
+}
+
+// retry runs op with a per-call timeout of OpTimeout until it succeeds, fails
+// with an error that retrying cannot fix, or ctx ends. Management calls made
+// before a cluster has a meta leader block until their deadline, so a short
+// deadline plus retries converges as soon as the cluster forms.
+func (s *Service) retry(ctx context.Context, what string, op func(context.Context) error) error {
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, s.cfg.OpTimeout)
+		err := op(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil || !transient(err) {
+			return fmt.Errorf("delivery: %s: %w", what, err)
+		}
+		s.log.Debug("delivery: retrying", "op", what, "attempt", attempt, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("delivery: %s: %w (last error: %w)", what, ctx.Err(), err)
+		case <-t.C:
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// transient reports whether a JetStream call may succeed when repeated:
+// timeouts, no responders, and 5xx API errors (e.g. "JetStream cluster not
+// available" while the meta leader is being elected).
+func transient(err error) bool {
+	var api *jetstream.APIError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
+		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		return true
+	case errors.As(err, &api):
+		return api.Code >= 500
+	}
+	return false
+}
+
+// Close stops fetching, lets deliveries in flight finish for up to
+// DrainTimeout (then cancels them; they are redelivered later), closes the
+// connection and shuts the embedded server down, waiting for all goroutines.
+// It is idempotent.
+func (s *Service) Close() error {
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.closeErr = s.shutdown()
+	})
+	return s.closeErr
+}
+
+func (s *Service) shutdown() error {
+	if s.fetchC != nil {
+		s.fetchC()
+	}
+	s.fetchW.Wait()
+	done := make(chan struct{})
+	go func() { s.workW.Wait(); close(done) }()
+	t := time.NewTimer(s.cfg.DrainTimeout)
+	select {
+	case <-done:
+		t.Stop()
+	case <-t.C:
+		s.log.Warn("delivery: drain timeout, cancelling deliveries in flight", "timeout", s.cfg.DrainTimeout)
+	}
+	if s.workC != nil {
+		s.workC()
+	}
+	<-done
+	if s.met != nil {
+		s.met.unregister()
+	}
+	var err error
+	if s.nc != nil {
+		// Flush outstanding acks before closing so they are not redelivered.
+		if ferr := s.nc.FlushTimeout(time.Second); ferr != nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+			err = fmt.Errorf("delivery: flush: %w", ferr)
+		}
+		s.nc.Close()
+	}
+	if s.srv != nil {
+		s.srv.Shutdown()
+		s.srv.WaitForShutdown()
+	}
+	return err
+}
+
+// ClientURL is the embedded server's client URL ("" when it does not
+// listen or is external), for tools and peers.
+func (s *Service) ClientURL() string {
+	if s.srv == nil || s.cfg.Port == 0 {
+		return ""
+	}
+	return s.srv.ClientURL()
+}
+
+// serverLog adapts nats-server's logger to slog.
+type serverLog struct{ l *slog.Logger }
+
+func (l serverLog) Noticef(f string, v ...any) { l.l.Info(fmt.Sprintf(f, v...)) }
+func (l serverLog) Warnf(f string, v ...any)   { l.l.Warn(fmt.Sprintf(f, v...)) }
+func (l serverLog) Fatalf(f string, v ...any)  { l.l.Error(fmt.Sprintf(f, v...), "fatal", true) }
+func (l serverLog) Errorf(f string, v ...any)  { l.l.Error(fmt.Sprintf(f, v...)) }
+func (l serverLog) Debugf(f string, v ...any)  { l.l.Debug(fmt.Sprintf(f, v...)) }
+func (l serverLog) Tracef(f string, v ...any)  { l.l.Debug(fmt.Sprintf(f, v...)) }

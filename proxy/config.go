@@ -1,0 +1,517 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is the gateway's configuration: what it listens on, how requests
+// are routed, and the upstream pools they go to. It is also the gateway
+// part of bulwark.yaml (package config loads the file). The zero value of
+// every optional field means "the fault-tolerant default" documented on it;
+// Validate reports what is wrong, naming the field.
+type Config struct {
+	// Listeners accept client connections.
+	Listeners []Listener `yaml:"listeners"`
+	// Routes map requests to upstreams, first match wins.
+	Routes []Route `yaml:"routes"`
+	// Upstreams are the pools of endpoints requests are sent to.
+	Upstreams []Upstream `yaml:"upstreams"`
+}
+
+// Listener is one address the gateway accepts connections on.
+type Listener struct {
+	// Name labels the listener in metrics and logs; default "listener-N".
+	Name string `yaml:"name"`
+	// Address is host:port, e.g. ":8080" or "127.0.0.1:0".
+	Address string `yaml:"address"`
+	// Protocol is "http" (default: HTTP/1.1, and HTTP/2 over TLS), "https"
+	// (TLS with CertFile/KeyFile), "h2c" (HTTP/2 without TLS as well as
+	// HTTP/1.1) or "tcp" (raw TCP proxying to Upstream).
+	Protocol string `yaml:"protocol"`
+	// CertFile and KeyFile are the PEM certificate and key for "https".
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Upstream is the pool a "tcp" listener forwards to.
+	Upstream string `yaml:"upstream"`
+}
+
+// Route sends matching requests to an upstream under a set of policies.
+type Route struct {
+	// Name labels the route; default "route-N".
+	Name string `yaml:"name"`
+	// Match selects requests; the zero Match matches everything.
+	Match Match `yaml:"match"`
+	// Upstream names the pool to send to.
+	Upstream string `yaml:"upstream"`
+	// Timeouts bound each try and the whole request.
+	Timeouts Timeouts `yaml:"timeouts"`
+	// Retries re-send failed tries to another endpoint.
+	Retries Retries `yaml:"retries"`
+	// Hedge sends a second try when the first is slow; off by default.
+	Hedge Hedge `yaml:"hedge"`
+	// Limit is an adaptive concurrency limit for the route; off by default.
+	Limit Limit `yaml:"limit"`
+	// RateLimit limits requests per client IP; off by default.
+	RateLimit RateLimit `yaml:"rate_limit"`
+	// Fallback answers when no endpoint can serve; default 503 with a
+	// short text body.
+	Fallback Fallback `yaml:"fallback"`
+	// RequireDigest rejects (as an endpoint failure) responses that carry
+	// no verifiable Content-Digest. Default false: responses with a digest
+	// are verified, others pass.
+	RequireDigest bool `yaml:"require_digest"`
+	// Async makes the route accept requests for durable asynchronous
+	// delivery: 202 Accepted with a status Location once stored.
+	Async bool `yaml:"async"`
+	// OrderBy names a request header whose value orders async deliveries.
+	OrderBy string `yaml:"order_by"`
+}
+
+// Match selects requests for a route. Every set field must match.
+type Match struct {
+	// Host matches the request's host (without port), case-insensitively;
+	// a leading "*." matches any subdomain.
+	Host string `yaml:"host"`
+	// PathPrefix matches the start of the path; default "/".
+	PathPrefix string `yaml:"path_prefix"`
+	// Methods lists the methods that match; empty means all.
+	Methods []string `yaml:"methods"`
+	// Headers must all be present with these exact values.
+	Headers map[string]string `yaml:"headers"`
+}
+
+// Timeouts bound a request.
+type Timeouts struct {
+	// Connect bounds establishing a connection to an endpoint; default 1s.
+	Connect time.Duration `yaml:"connect"`
+	// PerTry bounds one try (until the response headers arrive); default 5s.
+	PerTry time.Duration `yaml:"per_try"`
+	// Total bounds the whole request, retries included; default 15s.
+	Total time.Duration `yaml:"total"`
+}
+
+// Retries says when a failed try is sent again, to a different endpoint.
+type Retries struct {
+	// Attempts is the number of tries in all, the first included; default
+	// 3. Set 1 to disable retries.
+	Attempts int `yaml:"attempts"`
+	// On lists the conditions that are retried: "connect-error", "reset",
+	// "timeout", "digest", and status codes such as "502", "503", "504"
+	// or "5xx". Default: all of connect-error, reset, timeout, digest, 502,
+	// 503, 504.
+	On []string `yaml:"on"`
+	// NonIdempotent allows retrying methods other than GET, HEAD, OPTIONS,
+	// TRACE, PUT and DELETE (requests carrying an Idempotency-Key are
+	// always retryable). Default false.
+	NonIdempotent bool `yaml:"non_idempotent"`
+	// MaxBody is the largest request body buffered for replay; larger
+	// bodies are sent once. Default 64KiB.
+	MaxBody ByteSize `yaml:"max_body"`
+	// Budget caps retries as a share of requests; default 20% plus 10
+	// retries per second.
+	Budget Budget `yaml:"budget"`
+	// Backoff is the base delay before a retry; default 0 (retry at once
+	// on another endpoint; the budget prevents storms).
+	Backoff time.Duration `yaml:"backoff"`
+}
+
+// Budget is a retry budget (Finagle style): retries may add Ratio of the
+// recent requests, plus MinPerSecond.
+type Budget struct {
+	// Ratio is the share of requests that may be retried; default 0.2.
+	Ratio float64 `yaml:"ratio"`
+	// MinPerSecond is always allowed; default 10.
+	MinPerSecond int `yaml:"min_per_second"`
+}
+
+// Hedge configures hedged requests for idempotent methods.
+type Hedge struct {
+	// Delay is "off" (default), a duration such as "50ms", or "p95" (or
+	// another "pNN") for the observed latency quantile.
+	Delay string `yaml:"delay"`
+	// Max is the most hedges per request; default 1.
+	Max int `yaml:"max"`
+}
+
+// Limit configures an adaptive concurrency limit.
+type Limit struct {
+	// Algorithm is "" (off), "gradient2", "vegas" or "aimd".
+	Algorithm string `yaml:"algorithm"`
+	// Initial, Min and Max bound the limit; defaults 20, 1, 1000.
+	Initial int `yaml:"initial"`
+	Min     int `yaml:"min"`
+	Max     int `yaml:"max"`
+}
+
+// RateLimit limits requests per client IP with a token bucket.
+type RateLimit struct {
+	// PerClient is requests per second per client IP; 0 disables.
+	PerClient float64 `yaml:"per_client"`
+	// Burst is the bucket size; default PerClient rounded up.
+	Burst int `yaml:"burst"`
+}
+
+// Fallback is the response when no endpoint can serve a request.
+type Fallback struct {
+	// Status is the status code; default 503.
+	Status int `yaml:"status"`
+	// Body is the response body; default "no healthy upstream\n".
+	Body string `yaml:"body"`
+	// ContentType is the Content-Type; default "text/plain; charset=utf-8".
+	ContentType string `yaml:"content_type"`
+}
+
+// Upstream is a pool of endpoints.
+type Upstream struct {
+	// Name identifies the pool; routes refer to it.
+	Name string `yaml:"name"`
+	// Endpoints are static members. Either Endpoints or Discover is set.
+	Endpoints []Endpoint `yaml:"endpoints"`
+	// Discover names a service in the registry whose instances are the
+	// members, followed as they change.
+	Discover string `yaml:"discover"`
+	// Balance is "p2c-ewma" (default), "round-robin", "least-request" or
+	// "hash".
+	Balance string `yaml:"balance"`
+	// HashOn picks the key for "hash": "ip" (default), "header:NAME" or
+	// "cookie:NAME".
+	HashOn string `yaml:"hash_on"`
+	// Health configures active probes; off unless Path or TCP is set.
+	Health HealthCheck `yaml:"health"`
+	// Outlier configures passive outlier detection; on by default.
+	Outlier Outlier `yaml:"outlier"`
+	// Breaker configures the per-endpoint circuit breaker; on by default.
+	Breaker Breaker `yaml:"breaker"`
+	// SlowStart ramps a returning endpoint's share over this window;
+	// default 10s; a negative value disables it.
+	SlowStart time.Duration `yaml:"slow_start"`
+	// MaxVerifyBody is the largest response body buffered to verify its
+	// Content-Digest before the client sees it; larger bodies are
+	// verified while streaming and the connection is aborted on a
+	// mismatch. Default 4MiB.
+	MaxVerifyBody ByteSize `yaml:"max_verify_body"`
+}
+
+// Endpoint is one static member of a pool.
+type Endpoint struct {
+	// URL is the endpoint's base URL, e.g. "http://127.0.0.1:9001", or
+	// host:port for TCP pools.
+	URL string `yaml:"url"`
+	// Weight is its relative share; default 1.
+	Weight int `yaml:"weight"`
+}
+
+// HealthCheck configures active health probes.
+type HealthCheck struct {
+	// Path is the HTTP path probed, e.g. "/health".
+	Path string `yaml:"path"`
+	// TCP probes by connecting instead of HTTP.
+	TCP bool `yaml:"tcp"`
+	// Interval between probes; default 1s.
+	Interval time.Duration `yaml:"interval"`
+	// Timeout of one probe; default 500ms.
+	Timeout time.Duration `yaml:"timeout"`
+	// Rise and Fall are the consecutive successes/failures that change
+	// state; defaults 2 and 2.
+	Rise int `yaml:"rise"`
+	Fall int `yaml:"fall"`
+	// ExpectStatus is the accepted status range, e.g. "200-399" (default).
+	ExpectStatus string `yaml:"expect_status"`
+}
+
+// Outlier configures passive outlier detection from real traffic.
+type Outlier struct {
+	// Disabled turns it off.
+	Disabled bool `yaml:"disabled"`
+	// ConsecutiveFailures (connect errors, resets, timeouts, digest
+	// mismatches) that eject an endpoint; default 5.
+	ConsecutiveFailures int `yaml:"consecutive_failures"`
+	// Consecutive5xx that eject an endpoint; default 5.
+	Consecutive5xx int `yaml:"consecutive_5xx"`
+	// BaseEjection is the first ejection's length, multiplied by the
+	// number of ejections; default 30s.
+	BaseEjection time.Duration `yaml:"base_ejection"`
+	// MaxEjectionPercent caps the ejected share of the pool; default 50.
+	MaxEjectionPercent int `yaml:"max_ejection_percent"`
+}
+
+// Breaker configures the per-endpoint circuit breaker.
+type Breaker struct {
+	// Disabled turns it off.
+	Disabled bool `yaml:"disabled"`
+	// FailureRate (percent) over the window that opens it; default 50.
+	FailureRate float64 `yaml:"failure_rate"`
+	// Window is the number of recent calls considered; default 20.
+	Window int `yaml:"window"`
+	// MinCalls before the rate is judged; default 10.
+	MinCalls int `yaml:"min_calls"`
+	// Open is how long it stays open before probing; default 5s.
+	Open time.Duration `yaml:"open"`
+}
+
+// ByteSize is a size in bytes, written in YAML as a number or with a unit
+// ("64KiB", "4MiB", "1GiB", "512KB").
+type ByteSize int64
+
+var sizeUnits = map[string]int64{
+	"": 1, "B": 1, "KB": 1000, "MB": 1000 * 1000, "GB": 1000 * 1000 * 1000,
+	"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+}
+
+var sizeRE = regexp.MustCompile(`^\s*([0-9]+)\s*([A-Za-z]*)\s*$`)
+
+// UnmarshalText parses "64KiB" and friends.
+func (s *ByteSize) UnmarshalText(b []byte) error {
+	m := sizeRE.FindStringSubmatch(string(b))
+	if m == nil {
+		return fmt.Errorf("invalid size %q: write a number with an optional unit, e.g. 64KiB or 4MiB", b)
+	}
+	unit, ok := sizeUnits[m[2]]
+	if !ok {
+		return fmt.Errorf("invalid size %q: unknown unit %q (use B, KB, MB, GB, KiB, MiB or GiB)", b, m[2])
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil || n > (1<<62)/unit {
+		return fmt.Errorf("invalid size %q: too large", b)
+	}
+	*s = ByteSize(n * unit)
+	return nil
+}
+
+// FieldError is a configuration error at a field path such as
+// "routes[1].retries.attempts". The config loader turns paths into file
+// lines.
+type FieldError struct {
+	Path string
+	Msg  string
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
+
+type validator struct{ errs []error }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, &FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+// Validate reports every problem in c as *FieldError values joined with
+// errors.Join; nil means the config is usable.
+func (c *Config) Validate() error {
+	v := &validator{}
+	names := map[string]bool{}
+	for i, u := range c.Upstreams {
+		p := fmt.Sprintf("upstreams[%d]", i)
+		if u.Name == "" {
+			v.add(p+".name", "missing: every upstream needs a name that routes refer to")
+		} else if names[u.Name] {
+			v.add(p+".name", "duplicate upstream name %q", u.Name)
+		}
+		names[u.Name] = true
+		validateUpstream(v, p, &u)
+	}
+	for i, r := range c.Routes {
+		p := fmt.Sprintf("routes[%d]", i)
+		if r.Upstream == "" {
+			v.add(p+".upstream", "missing: name the upstream this route sends to")
+		} else if !names[r.Upstream] {
+			v.add(p+".upstream", "no upstream named %q (defined: %s)", r.Upstream, strings.Join(keys(names), ", "))
+		}
+		validateRoute(v, p, &r)
+	}
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listeners[%d]", i)
+		if _, _, err := net.SplitHostPort(l.Address); err != nil {
+			v.add(p+".address", "%q is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")", l.Address)
+		}
+		switch l.Protocol {
+		case "", "http", "h2c":
+		case "https":
+			if l.CertFile == "" || l.KeyFile == "" {
+				v.add(p+".cert_file", "https needs cert_file and key_file")
+			}
+		case "tcp":
+			if !names[l.Upstream] {
+				v.add(p+".upstream", "a tcp listener needs the name of an upstream (got %q)", l.Upstream)
+			}
+		default:
+			v.add(p+".protocol", "unknown protocol %q: use http, https, h2c or tcp", l.Protocol)
+		}
+	}
+	return errors.Join(v.errs...)
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		if k != "" {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func validateUpstream(v *validator, p string, u *Upstream) {
+	if len(u.Endpoints) == 0 && u.Discover == "" {
+		v.add(p+".endpoints", "no endpoints: list endpoints or set discover: SERVICE")
+	}
+	if len(u.Endpoints) > 0 && u.Discover != "" {
+		v.add(p+".discover", "set either endpoints or discover, not both")
+	}
+	for j, e := range u.Endpoints {
+		ep := fmt.Sprintf("%s.endpoints[%d]", p, j)
+		if err := checkEndpointURL(e.URL); err != nil {
+			v.add(ep+".url", "%v", err)
+		}
+		if e.Weight < 0 {
+			v.add(ep+".weight", "must be positive")
+		}
+	}
+	switch u.Balance {
+	case "", "p2c-ewma", "round-robin", "least-request", "hash":
+	default:
+		v.add(p+".balance", "unknown algorithm %q: use p2c-ewma, round-robin, least-request or hash", u.Balance)
+	}
+	if u.HashOn != "" && u.HashOn != "ip" && !strings.HasPrefix(u.HashOn, "header:") && !strings.HasPrefix(u.HashOn, "cookie:") {
+		v.add(p+".hash_on", "use ip, header:NAME or cookie:NAME")
+	}
+	if h := u.Health; h.ExpectStatus != "" {
+		if _, _, err := parseStatusRange(h.ExpectStatus); err != nil {
+			v.add(p+".health.expect_status", "%v", err)
+		}
+	}
+	if u.Health.Path != "" && !strings.HasPrefix(u.Health.Path, "/") {
+		v.add(p+".health.path", "must start with /")
+	}
+	if r := u.Breaker.FailureRate; r < 0 || r > 100 {
+		v.add(p+".breaker.failure_rate", "must be a percentage between 0 and 100")
+	}
+	if m := u.Outlier.MaxEjectionPercent; m < 0 || m > 100 {
+		v.add(p+".outlier.max_ejection_percent", "must be a percentage between 0 and 100")
+	}
+}
+
+func checkEndpointURL(s string) error {
+	if s == "" {
+		return errors.New("missing: write the endpoint's base URL, e.g. http://127.0.0.1:9001")
+	}
+	if !strings.Contains(s, "://") { // host:port, for TCP pools
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			return fmt.Errorf("%q is neither a URL nor host:port", s)
+		}
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf("%q: %v", s, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q: scheme must be http or https", s)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", s)
+	}
+	return nil
+}
+
+func validateRoute(v *validator, p string, r *Route) {
+	if r.Match.PathPrefix != "" && !strings.HasPrefix(r.Match.PathPrefix, "/") {
+		v.add(p+".match.path_prefix", "must start with /")
+	}
+	for j, m := range r.Match.Methods {
+		if m == "" || strings.ToUpper(m) != m {
+			v.add(fmt.Sprintf("%s.match.methods[%d]", p, j), "%q: methods are upper case, e.g. GET", m)
+		}
+	}
+	if r.Retries.Attempts < 0 || r.Retries.Attempts > 10 {
+		v.add(p+".retries.attempts", "must be between 1 and 10 (got %d)", r.Retries.Attempts)
+	}
+	for j, on := range r.Retries.On {
+		if _, err := parseRetryOn(on); err != nil {
+			v.add(fmt.Sprintf("%s.retries.on[%d]", p, j), "%v", err)
+		}
+	}
+	if b := r.Retries.Budget.Ratio; b < 0 || b > 1 {
+		v.add(p+".retries.budget.ratio", "must be between 0 and 1")
+	}
+	if _, _, err := parseHedgeDelay(r.Hedge.Delay); err != nil {
+		v.add(p+".hedge.delay", "%v", err)
+	}
+	switch r.Limit.Algorithm {
+	case "", "gradient2", "vegas", "aimd":
+	default:
+		v.add(p+".limit.algorithm", "unknown %q: use gradient2, vegas or aimd", r.Limit.Algorithm)
+	}
+	if s := r.Fallback.Status; s != 0 && (s < 200 || s > 599) {
+		v.add(p+".fallback.status", "%d is not an HTTP status", s)
+	}
+	if r.RateLimit.PerClient < 0 {
+		v.add(p+".rate_limit.per_client", "must not be negative")
+	}
+	t := r.Timeouts
+	if t.Connect < 0 || t.PerTry < 0 || t.Total < 0 {
+		v.add(p+".timeouts", "timeouts must not be negative")
+	}
+	if t.PerTry > 0 && t.Total > 0 && t.PerTry > t.Total {
+		v.add(p+".timeouts.per_try", "per_try (%v) is longer than total (%v)", t.PerTry, t.Total)
+	}
+}
+
+// retryCond is a parsed retries.on entry.
+type retryCond struct {
+	kind   string // connect-error, reset, timeout, digest, status
+	lo, hi int    // status range for kind "status"
+}
+
+func parseRetryOn(s string) (retryCond, error) {
+	switch s {
+	case "connect-error", "reset", "timeout", "digest":
+		return retryCond{kind: s}, nil
+	case "5xx":
+		return retryCond{kind: "status", lo: 500, hi: 599}, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 400 || n > 599 {
+		return retryCond{}, fmt.Errorf("unknown condition %q: use connect-error, reset, timeout, digest, 5xx or a status 400-599", s)
+	}
+	return retryCond{kind: "status", lo: n, hi: n}, nil
+}
+
+// parseHedgeDelay returns a fixed delay, or a quantile in (0,1) for "pNN".
+func parseHedgeDelay(s string) (time.Duration, float64, error) {
+	if s == "" || s == "off" {
+		return 0, 0, nil
+	}
+	if q, ok := strings.CutPrefix(s, "p"); ok {
+		n, err := strconv.ParseFloat(q, 64)
+		if err != nil || n <= 0 || n >= 100 {
+			return 0, 0, fmt.Errorf("%q: a quantile is written p50 .. p99.9", s)
+		}
+		return 0, n / 100, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, 0, fmt.Errorf("%q: use off, a duration such as 50ms, or a quantile such as p95", s)
+	}
+	return d, 0, nil
+}
+
+func parseStatusRange(s string) (int, int, error) {
+	lo, hi, found := strings.Cut(s, "-")
+	a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	b := a
+	var err2 error
+	if found {
+		b, err2 = strconv.Atoi(strings.TrimSpace(hi))
+	}
+	if err1 != nil || err2 != nil || a < 100 || b > 599 || a > b {
+		return 0, 0, fmt.Errorf("%q: write a status or a range such as 200-399", s)
+	}
+	return a, b, nil
+}

@@ -1,0 +1,442 @@
+package registry
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb"
+)
+
+// Node is one registry server: a Raft member holding the catalog, its
+// leases (when leader) and its HTTP API.
+//
+// Goroutines owned by a Node: the HTTP server, the leadership watcher
+// (which runs the lease loop while this node leads) and the membership
+// loop (join / address refresh). Close stops all of them and waits.
+type Node struct {
+	cfg      Config
+	id       string
+	log      *slog.Logger
+	fsm      *fsm
+	leases   *leaseTable
+	raft     *raft.Raft
+	store    *raftboltdb.BoltStore
+	raftAddr string
+	httpAddr string
+	httpSrv  *http.Server
+	fwd      *http.Client // forwarding and join requests to other nodes
+
+	leaseReady atomic.Bool // leader's lease loop has caught up
+	ctx        context.Context
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+// Open starts a registry node: it opens (or creates) the Raft state in
+// cfg.DataDir, binds the Raft transport and the HTTP API, and bootstraps or
+// joins the cluster as the configuration says. Open returns once the node
+// is serving; joining continues in the background (see Node.Status). ctx
+// bounds only the start-up work.
+func Open(ctx context.Context, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("registry: data dir: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(), leases: newLeaseTable(),
+		fwd: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	ok := false
+	var closers []func()
+	defer func() {
+		if !ok {
+			n.cancel()
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+
+	raftLog := &slogWriter{log: n.log}
+	trans, err := n.openTransport(raftLog)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() { trans.Close() })
+	n.raftAddr = string(trans.LocalAddr())
+	n.id = cfg.NodeID
+	if n.id == "" {
+		n.id = "node-" + strings.NewReplacer(":", "-", "[", "", "]", "").Replace(n.raftAddr)
+	}
+
+	n.store, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	if err != nil {
+		return nil, fmt.Errorf("registry: open raft log: %w", err)
+	}
+	closers = append(closers, func() { n.store.Close() })
+	snaps, err := raft.NewFileSnapshotStore(cfg.DataDir, 2, raftLog)
+	if err != nil {
+		return nil, fmt.Errorf("registry: snapshot store: %w", err)
+	}
+	existing, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		return nil, fmt.Errorf("registry: read raft state: %w", err)
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("registry: listen HTTP: %w", err)
+	}
+	closers = append(closers, func() { ln.Close() })
+	n.httpAddr = ln.Addr().String()
+
+	notify := make(chan bool, 8)
+	n.raft, err = raft.NewRaft(n.raftConfig(notify, raftLog), n.fsm, n.store, n.store, snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("registry: start raft: %w", err)
+	}
+	closers = append(closers, func() { n.raft.Shutdown().Error() })
+	if !existing && (cfg.Bootstrap || len(cfg.Peers) == 0) {
+		if err := n.raft.BootstrapCluster(n.bootstrapConfig()).Error(); err != nil {
+			return nil, fmt.Errorf("registry: bootstrap: %w", err)
+		}
+	}
+
+	n.httpSrv = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return n.ctx }}
+	n.goFunc(func() {
+		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("registry: HTTP server stopped", "err", err)
+		}
+	})
+	n.goFunc(func() { n.watchLeadership(notify) })
+	n.goFunc(n.maintainMembership)
+	ok = true
+	n.log.Info("registry: node started", "id", n.id, "raft", n.raftAddr, "http", n.httpAddr, "existing_state", existing)
+	return n, nil
+}
+
+func (n *Node) openTransport(w io.Writer) (*raft.NetworkTransport, error) {
+	if n.cfg.newTransport != nil {
+		return n.cfg.newTransport(n.cfg.RaftAddr, w)
+	}
+	t, err := raft.NewTCPTransport(n.cfg.RaftAddr, nil, 3, 10*time.Second, w)
+	if err != nil {
+		return nil, fmt.Errorf("registry: raft transport: %w", err)
+	}
+	return t, nil
+}
+
+func (n *Node) raftConfig(notify chan bool, w io.Writer) *raft.Config {
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(n.id)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = min(rc.CommitTimeout, n.cfg.HeartbeatTimeout/4)
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.SnapshotInterval = n.cfg.SnapshotInterval
+	rc.TrailingLogs = n.cfg.TrailingLogs
+	rc.NotifyCh = notify
+	rc.LogOutput = w
+	rc.LogLevel = "INFO"
+	return rc
+}
+
+func (n *Node) bootstrapConfig() raft.Configuration {
+	c := raft.Configuration{Servers: []raft.Server{{ID: raft.ServerID(n.id), Address: raft.ServerAddress(n.raftAddr), Suffrage: raft.Voter}}}
+	if n.cfg.Bootstrap {
+		for _, p := range n.cfg.Peers {
+			c.Servers = append(c.Servers, raft.Server{ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr), Suffrage: raft.Voter})
+		}
+	}
+	return c
+}
+
+// goFunc runs f in a goroutine that Close waits for.
+func (n *Node) goFunc(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// watchLeadership runs the lease loop for as long as this node leads.
+func (n *Node) watchLeadership(notify <-chan bool) {
+	var stop context.CancelFunc
+	var done chan struct{}
+	end := func() {
+		if stop != nil {
+			stop()
+			<-done
+			stop = nil
+		}
+	}
+	defer end()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case leader := <-notify:
+			end()
+			if leader {
+				n.log.Info("registry: became leader", "id", n.id)
+				var ctx context.Context
+				ctx, stop = context.WithCancel(n.ctx)
+				done = make(chan struct{})
+				go func() {
+					defer close(done)
+					n.runLeases(ctx)
+				}()
+			}
+		}
+	}
+}
+
+// recordSelf commits this (leading) node's HTTP address to the catalog so
+// followers can forward writes here.
+func (n *Node) recordSelf() {
+	if a, ok := n.fsm.member(n.id); ok && a == n.httpAddr {
+		return
+	}
+	if _, err := n.apply(&command{Op: opMember, NodeID: n.id, HTTPAddr: n.httpAddr}); err != nil {
+		n.log.Warn("registry: record own address", "err", err)
+	}
+}
+
+// maintainMembership makes sure this node is in the Raft configuration and
+// its HTTP address is in the catalog: a fresh node asks its peers to add it
+// (POST /v1/join, forwarded to the leader), and a restarted node whose HTTP
+// port changed re-announces itself the same way.
+func (n *Node) maintainMembership() {
+	backoff := 100 * time.Millisecond
+	for {
+		wait := 2 * time.Second
+		if !n.isMember() {
+			if err := n.join(); err != nil {
+				n.log.Debug("registry: join attempt failed", "err", err)
+				wait, backoff = backoff, min(backoff*2, 2*time.Second)
+			} else {
+				backoff = 100 * time.Millisecond
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// isMember reports whether the catalog records this node's current HTTP
+// address (implying that it is part of the replicated configuration).
+func (n *Node) isMember() bool {
+	a, ok := n.fsm.member(n.id)
+	return ok && a == n.httpAddr
+}
+
+// joinRequest is the body of POST /v1/join.
+type joinRequest struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// join asks the leader (or, if unknown, each configured peer in turn) to add
+// this node.
+func (n *Node) join() error {
+	if n.raft.State() == raft.Leader {
+		return n.addMember(joinRequest{ID: n.id, RaftAddr: n.raftAddr, HTTPAddr: n.httpAddr})
+	}
+	var targets []string
+	if a, ok := n.leaderHTTP(); ok {
+		targets = append(targets, a)
+	}
+	for _, p := range n.cfg.Peers {
+		targets = append(targets, p.HTTPAddr)
+	}
+	if len(targets) == 0 {
+		return fmt.Errorf("%w: no leader and no peers to join through", ErrNotLeader)
+	}
+	body, _ := json.Marshal(joinRequest{ID: n.id, RaftAddr: n.raftAddr, HTTPAddr: n.httpAddr})
+	var errs []error
+	for _, t := range targets {
+		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t+"/v1/join", bytes.NewReader(body))
+		if n.cfg.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
+		}
+		resp, err := n.fwd.Do(req)
+		if err == nil {
+			msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				cancel()
+				return nil
+			}
+			err = fmt.Errorf("%s: %s: %s", t, resp.Status, bytes.TrimSpace(msg))
+		}
+		cancel()
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// addMember runs on the leader: add (or re-address) a voter and record its
+// HTTP address. AddVoter is idempotent for an unchanged server.
+func (n *Node) addMember(j joinRequest) error {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	present := false
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == j.ID && string(s.Address) == j.RaftAddr && s.Suffrage == raft.Voter {
+			present = true
+		}
+	}
+	if !present {
+		if err := n.raft.AddVoter(raft.ServerID(j.ID), raft.ServerAddress(j.RaftAddr), 0, 10*time.Second).Error(); err != nil {
+			return fmt.Errorf("registry: add voter %s: %w", j.ID, err)
+		}
+		n.log.Info("registry: added voter", "id", j.ID, "raft", j.RaftAddr)
+	}
+	_, err := n.apply(&command{Op: opMember, NodeID: j.ID, HTTPAddr: j.HTTPAddr})
+	return err
+}
+
+// apply commits a command through Raft (leader only) and returns the FSM's
+// result.
+func (n *Node) apply(c *command) (applyResult, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return applyResult{}, err
+	}
+	f := n.raft.Apply(b, 5*time.Second)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			return applyResult{}, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		if errors.Is(err, raft.ErrRaftShutdown) {
+			return applyResult{}, ErrClosed
+		}
+		return applyResult{}, err
+	}
+	switch r := f.Response().(type) {
+	case applyResult:
+		return r, nil
+	case error:
+		return applyResult{}, r
+	}
+	return applyResult{}, fmt.Errorf("registry: unexpected apply result %T", f.Response())
+}
+
+// leaderHTTP returns the leader's HTTP address, from the catalog or the
+// configured peers.
+func (n *Node) leaderHTTP() (string, bool) {
+	_, id := n.raft.LeaderWithID()
+	if id == "" {
+		return "", false
+	}
+	if string(id) == n.id {
+		return n.httpAddr, true
+	}
+	if a, ok := n.fsm.member(string(id)); ok {
+		return a, true
+	}
+	for _, p := range n.cfg.Peers {
+		if p.ID == string(id) {
+			return p.HTTPAddr, true
+		}
+	}
+	return "", false
+}
+
+// stale reports whether this node's reads may be out of date: it is not the
+// leader and has heard from no leader within two heartbeat timeouts. A
+// leader that loses its quorum steps down after LeaderLeaseTimeout, so a
+// leader is never stale for long.
+func (n *Node) stale() bool {
+	switch n.raft.State() {
+	case raft.Leader:
+		return false
+	case raft.Shutdown:
+		return true
+	}
+	if _, id := n.raft.LeaderWithID(); id == "" {
+		return true
+	}
+	return time.Since(n.raft.LastContact()) > 2*n.cfg.HeartbeatTimeout
+}
+
+// ID returns the node's Raft server ID.
+func (n *Node) ID() string { return n.id }
+
+// HTTPAddr returns the host:port the HTTP API listens on.
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// RaftAddr returns the host:port of the Raft transport.
+func (n *Node) RaftAddr() string { return n.raftAddr }
+
+// IsLeader reports whether this node currently leads the cluster.
+func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
+
+// Snapshot forces a Raft snapshot now (compacting the log).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Close stops the HTTP API, leaves Raft (without removing itself from the
+// configuration: a restart with the same DataDir rejoins), and waits for
+// every goroutine. It is safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel() // ends blocking queries, watches and loops
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := n.httpSrv.Shutdown(ctx); err != nil {
+			n.httpSrv.Close()
+		}
+		errs := []error{n.raft.Shutdown().Error()}
+		n.wg.Wait()
+		errs = append(errs, n.store.Close())
+		n.fwd.CloseIdleConnections()
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+// slogWriter turns Raft's hclog lines into Debug records.
+type slogWriter struct{ log *slog.Logger }
+
+func (w *slogWriter) Write(p []byte) (int, error) {
+	if !w.log.Enabled(context.Background(), slog.LevelDebug) {
+		return len(p), nil
+	}
+	sc := bufio.NewScanner(bytes.NewReader(p))
+	for sc.Scan() {
+		w.log.Debug(sc.Text(), "component", "raft")
+	}
+	return len(p), nil
+}
