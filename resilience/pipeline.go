@@ -205,11 +205,22 @@ func (x *execution[T]) guarded(ctx context.Context, i int, s *stage) (v T, err e
 		o.Latency = time.Since(start)
 	}
 	if err != nil {
-		o.Dropped = errors.Is(err, context.DeadlineExceeded)
+		o.Dropped = dropped(err)
 	}
 	released = true
 	permit.Release(o)
 	return v, err
+}
+
+// dropped reports whether err is a congestion signal: a deadline, or an
+// error that says so itself (an HTTP 429 or 503, for one) with a
+// Dropped() bool method.
+func dropped(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var d interface{ Dropped() bool }
+	return errors.As(err, &d) && d.Dropped()
 }
 
 // errPanicked is the outcome guards see when the protected function panics.

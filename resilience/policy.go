@@ -44,7 +44,9 @@ type Outcome struct {
 	// a guard in it reports [LatencyObserver]; zero means unknown.
 	Latency time.Duration
 	// Dropped marks a call that the callee shed or that timed out: the
-	// congestion signal adaptive limiters back off on.
+	// congestion signal adaptive limiters back off on. The pipeline sets
+	// it for errors wrapping context.DeadlineExceeded and for errors with
+	// a Dropped() bool method that returns true (an HTTP 429 or 503).
 	Dropped bool
 }
 

@@ -1,0 +1,102 @@
+package resilienthttp
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// StatusError is the error [DefaultClassify] makes of a response that the
+// policies should count as a failure: the backend answered, but with a
+// status that says it failed or is overloaded.
+//
+// The policies see it; the caller of [Transport.RoundTrip] does not when the
+// final attempt produced it: RoundTrip then returns the response itself, so
+// the caller sees the backend's own status, headers and body.
+type StatusError struct {
+	// Code is the response's status code.
+	Code int
+	// After is the delay the backend asked for in its Retry-After header;
+	// zero when it sent none (or one that did not parse).
+	After time.Duration
+}
+
+// Error describes the status.
+func (e *StatusError) Error() string {
+	s := "resilienthttp: backend answered " + strconv.Itoa(e.Code) + " " + http.StatusText(e.Code)
+	if e.After > 0 {
+		s += " (retry after " + e.After.String() + ")"
+	}
+	return s
+}
+
+// RetryAfter returns the delay the backend asked for. Retry policies that
+// look for this method in an error's chain (resilience/retry does) wait at
+// least that long before the next attempt.
+func (e *StatusError) RetryAfter() time.Duration { return e.After }
+
+// DefaultClassify is the default [Config.Classify]. It treats as failures
+// 429 Too Many Requests and every 5xx status except 501 Not Implemented
+// (which no retry or waiting will change), and returns them as a
+// *[StatusError] carrying the response's Retry-After delay. Every other
+// response, 4xx included, is a success for the policies: the backend did
+// its job, and a breaker must not open because clients send bad requests.
+func DefaultClassify(resp *http.Response) error {
+	c := resp.StatusCode
+	if c != http.StatusTooManyRequests && (c < 500 || c > 599 || c == http.StatusNotImplemented) {
+		return nil
+	}
+	var after time.Duration
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		after, _ = ParseRetryAfter(v, time.Now())
+	}
+	return &StatusError{Code: c, After: after}
+}
+
+// maxDelaySeconds is the largest delay-seconds a time.Duration can hold.
+const maxDelaySeconds = int64(1<<63-1) / int64(time.Second)
+
+// ParseRetryAfter parses the value of a Retry-After header (RFC 9110
+// §10.2.3): either delay-seconds ("120") or an HTTP-date in any of the three
+// forms a recipient must accept, which becomes the delay from now. A date in
+// the past yields 0; a delay too large for a time.Duration is capped (retry
+// policies cap delays further). It reports false for anything else: an empty
+// value, signs, fractions, or garbage.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.Trim(v, " \t") // optional whitespace around a field value
+	if v == "" {
+		return 0, false
+	}
+	if v[0] >= '0' && v[0] <= '9' {
+		if d, ok := parseSeconds(v); ok {
+			return d, true
+		}
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	if d := t.Sub(now); d > 0 {
+		return d, true
+	}
+	return 0, true
+}
+
+// parseSeconds parses 1*DIGIT, saturating instead of overflowing.
+func parseSeconds(v string) (time.Duration, bool) {
+	var n int64
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if n <= maxDelaySeconds {
+			n = n*10 + int64(c-'0')
+		}
+	}
+	if n > maxDelaySeconds {
+		n = maxDelaySeconds
+	}
+	return time.Duration(n) * time.Second, true
+}
