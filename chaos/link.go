@@ -172,6 +172,12 @@ func (pp *pipe) write() {
 		}
 		select {
 		case ch, ok := <-pp.in:
+			// A change that raced with this chunk's arrival must apply to
+			// it; otherwise the old chain's closed changed channel would
+			// cut every wait short.
+			if cur := pp.l.p.chain.Load(); cur != c {
+				c, act = cur, pp.active(cur)
+			}
 			if !ok {
 				pp.eof(c, act)
 				return

@@ -283,9 +283,14 @@ func (s *Service) shutdown() error {
 	if s.fetchC != nil {
 		s.fetchC()
 	}
-	s.fetchW.Wait()
+	// Fetch loops end first (ordered partitions may still be delivering in
+	// them), so no delivery goroutine starts after workW.Wait begins.
 	done := make(chan struct{})
-	go func() { s.workW.Wait(); close(done) }()
+	go func() {
+		s.fetchW.Wait()
+		s.workW.Wait()
+		close(done)
+	}()
 	t := time.NewTimer(s.cfg.DrainTimeout)
 	select {
 	case <-done:
@@ -327,9 +332,15 @@ func (s *Service) ClientURL() string {
 // serverLog adapts nats-server's logger to slog.
 type serverLog struct{ l *slog.Logger }
 
-func (l serverLog) Noticef(f string, v ...any) { l.l.Info(fmt.Sprintf(f, v...)) }
-func (l serverLog) Warnf(f string, v ...any)   { l.l.Warn(fmt.Sprintf(f, v...)) }
-func (l serverLog) Fatalf(f string, v ...any)  { l.l.Error(fmt.Sprintf(f, v...), "fatal", true) }
-func (l serverLog) Errorf(f string, v ...any)  { l.l.Error(fmt.Sprintf(f, v...)) }
-func (l serverLog) Debugf(f string, v ...any)  { l.l.Debug(fmt.Sprintf(f, v...)) }
-func (l serverLog) Tracef(f string, v ...any)  { l.l.Debug(fmt.Sprintf(f, v...)) }
+func (l serverLog) Noticef(f string, v ...any) { l.log(slog.LevelInfo, f, v) }
+func (l serverLog) Warnf(f string, v ...any)   { l.log(slog.LevelWarn, f, v) }
+func (l serverLog) Fatalf(f string, v ...any)  { l.log(slog.LevelError, f, v) }
+func (l serverLog) Errorf(f string, v ...any)  { l.log(slog.LevelError, f, v) }
+func (l serverLog) Debugf(f string, v ...any)  { l.log(slog.LevelDebug, f, v) }
+func (l serverLog) Tracef(f string, v ...any)  { l.log(slog.LevelDebug, f, v) }
+
+func (l serverLog) log(level slog.Level, f string, v []any) {
+	if l.l.Enabled(context.Background(), level) {
+		l.l.Log(context.Background(), level, fmt.Sprintf(f, v...))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,8 +16,17 @@ import (
 	"github.com/bulwark-go/bulwark"
 )
 
+// Headers of dead letters.
+const (
+	hdrID         = "Bulwark-Id"
+	hdrAttempts   = "Bulwark-Attempts"
+	hdrLastError  = "Bulwark-Last-Error"
+	hdrLastStatus = "Bulwark-Last-Status"
+	hdrDeadAt     = "Bulwark-Dead-At"
+)
+
 // startWorkers creates the durable consumers (one unordered, one per
-// partition) and starts a fetch loop for each.
+// partition) and starts a fetch loop for each, plus the stats loop.
 func (s *Service) startWorkers(ctx context.Context) error {
 	fetchCtx, fetchC := context.WithCancel(context.Background())
 	workCtx, workC := context.WithCancel(context.Background())
@@ -38,9 +48,9 @@ func (s *Service) startWorkers(ctx context.Context) error {
 				FilterSubject: sp.subject,
 				AckPolicy:     jetstream.AckExplicitPolicy,
 				AckWait:       s.cfg.AckWait,
-				// Attempts are counted here, not by the server: a message
-				// that reached MaxAttempts is dead-lettered by the worker,
-				// and one whose dead-lettering failed is retried later.
+				// Attempts are counted by the worker, not the server: a
+				// message that reached MaxAttempts is dead-lettered by the
+				// worker, and one whose dead-lettering failed is retried.
 				MaxDeliver:    -1,
 				MaxAckPending: sp.pending,
 				DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -61,20 +71,18 @@ func (s *Service) startWorkers(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("delivery: consume %s: %w", specs[i].name, err)
 		}
-		s.fetchW.Go(func() { s.fetchLoop(workCtx, it, ordered) })
+		s.fetchW.Go(func() { s.fetchLoop(fetchCtx, workCtx, it, ordered) })
 	}
-	// One goroutine stops every iterator when fetching is cancelled; Next
-	// then returns ErrMsgIteratorClosed and the loops end.
 	s.fetchW.Go(func() { s.statsLoop(fetchCtx) })
 	return nil
 }
 
-// fetchLoop takes messages from one consumer. Ordered partitions deliver in
-// this goroutine (the server hands out one message at a time anyway);
-// unordered messages each get a goroutine, bounded by MaxAckPending.
-func (s *Service) fetchLoop(workCtx context.Context, it jetstream.MessagesContext, ordered bool) {
-	stop := context.AfterFunc(s.fetchCtxDone(), it.Stop)
-	defer stop()
+// fetchLoop takes messages from one consumer until fetchCtx ends. Ordered
+// partitions deliver in this goroutine (the server hands out one message at
+// a time anyway); unordered messages each get a goroutine, bounded by the
+// consumer's MaxAckPending.
+func (s *Service) fetchLoop(fetchCtx, workCtx context.Context, it jetstream.MessagesContext, ordered bool) {
+	defer context.AfterFunc(fetchCtx, it.Stop)()
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -92,12 +100,165 @@ func (s *Service) fetchLoop(workCtx context.Context, it jetstream.MessagesContex
 	}
 }
 
-// fetchCtxDone returns a context that ends when Close begins.
-func (s *Service) fetchCtxDone() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-s.closing
-		cancel()
-	}()
-	return ctx
+// retryable reports whether a backend's answer calls for another attempt:
+// no answer, 5xx, 408 Request Timeout and 429 Too Many Requests.
+func retryable(code int, err error) bool {
+	return err != nil || code < 200 || code >= 500 || code == 408 || code == 429
+}
+
+// deliver makes one delivery attempt and settles the message: ack, nak with
+// backoff, or dead letter.
+func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		s.log.Error("delivery: message without metadata", "subject", msg.Subject(), "err", err)
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	defer s.heartbeat(msg)()
+
+	var m bulwark.Message
+	if err := json.Unmarshal(msg.Data(), &m); err != nil {
+		// Retrying cannot fix an undecodable message: dead-letter it as is.
+		s.deadLetter(ctx, msg, meta, "", attempt, 0, "undecodable message: "+err.Error())
+		return
+	}
+	release, err := s.sems.acquire(ctx, m.Upstream)
+	if err != nil {
+		_ = msg.Nak() // closing: hand it back at once
+		return
+	}
+	defer release()
+	if attempt == 1 {
+		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivering})
+	}
+
+	s.stats.inFlight.Add(1)
+	fctx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
+	code, ferr := s.fwd.Forward(fctx, &m)
+	cancel()
+	s.stats.inFlight.Add(-1)
+	if ctx.Err() != nil {
+		_ = msg.Nak() // cancelled by Close: not the backend's fault
+		return
+	}
+
+	if !retryable(code, ferr) {
+		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivered, Attempts: attempt, Status: code})
+		if err := msg.Ack(); err != nil {
+			s.log.Warn("delivery: ack", "id", m.ID, "err", err)
+		}
+		s.stats.delivered.Add(1)
+		return
+	}
+	lastErr := failureText(code, ferr)
+	if attempt < s.cfg.MaxAttempts {
+		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivering,
+			Attempts: attempt, Status: code, LastError: lastErr})
+		_ = msg.NakWithDelay(s.cfg.backoff(attempt))
+		s.stats.retried.Add(1)
+		return
+	}
+	s.deadLetter(ctx, msg, meta, m.ID, attempt, code, lastErr)
+}
+
+func failureText(code int, err error) string {
+	if err != nil {
+		return err.Error()
+	}
+	return "backend answered " + strconv.Itoa(code)
+}
+
+// deadLetter copies msg to the dead-letter stream with the reason and then
+// terminates it in the work stream. If the copy fails the message stays in
+// the work stream and is retried after a backoff, so it is never lost.
+func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, id string, attempt, code int, lastErr string) {
+	h := nats.Header{}
+	h.Set(hdrID, id)
+	h.Set(hdrAttempts, strconv.Itoa(attempt))
+	h.Set(hdrLastStatus, strconv.Itoa(code))
+	h.Set(hdrLastError, headerSafe(lastErr))
+	h.Set(hdrDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.OpTimeout)
+	defer cancel()
+	// The Msg-Id makes a repeated dead-lettering of the same stored message
+	// (crash between publish and Term) a duplicate.
+	msgID := "dead-" + strconv.FormatUint(meta.Sequence.Stream, 10) + "-" + id
+	_, err := s.js.PublishMsg(cctx, &nats.Msg{Subject: s.subjDead, Header: h, Data: msg.Data()}, jetstream.WithMsgID(msgID))
+	if err != nil {
+		s.log.Error("delivery: dead-letter publish failed, retrying later", "id", id, "err", err)
+		_ = msg.NakWithDelay(s.cfg.backoff(attempt))
+		return
+	}
+	if id != "" {
+		s.putStatus(ctx, bulwark.DeliveryStatus{ID: id, State: bulwark.DeliveryDead, Attempts: attempt,
+			Status: code, LastError: lastErr})
+	}
+	if err := msg.TermWithReason("max attempts"); err != nil {
+		s.log.Warn("delivery: term", "id", id, "err", err)
+	}
+	s.stats.deadLettered.Add(1)
+	s.log.Info("delivery: dead-lettered", "id", id, "attempts", attempt, "last_error", lastErr)
+}
+
+// headerSafe makes s a single header line of bounded length.
+func headerSafe(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) > 1024 {
+		s = s[:1024]
+	}
+	return s
+}
+
+// heartbeat tells the server every AckWait/3 that msg is still being worked
+// on (waiting for its upstream's semaphore or in Forward), so it is not
+// redelivered to another worker meanwhile. The returned func stops it and
+// waits for its goroutine.
+func (s *Service) heartbeat(msg jetstream.Msg) func() {
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(s.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	})
+	return func() { close(stop); wg.Wait() }
+}
+
+// semaphores bound deliveries in flight per upstream.
+type semaphores struct {
+	limit int
+	mu    sync.Mutex
+	m     map[string]chan struct{}
+}
+
+func (s *semaphores) acquire(ctx context.Context, upstream string) (release func(), err error) {
+	s.mu.Lock()
+	ch := s.m[upstream]
+	if ch == nil {
+		if s.m == nil {
+			s.m = make(map[string]chan struct{})
+		}
+		ch = make(chan struct{}, s.limit)
+		s.m[upstream] = ch
+	}
+	s.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+		return func() { <-ch }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

@@ -75,11 +75,17 @@ func decodeStrict(r io.Reader, v any) error {
 		var se *json.SyntaxError
 		switch {
 		case errors.As(err, &te):
+			if te.Field == "" {
+				return &FieldError{Field: "body", Msg: "want a JSON object"}
+			}
 			return &FieldError{Field: te.Field, Msg: "want " + te.Type.String()}
 		case errors.As(err, &se):
 			return &FieldError{Field: "body", Msg: "malformed JSON: " + se.Error()}
 		case strings.HasPrefix(err.Error(), "json: unknown field "):
 			name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+			if name == "" {
+				name = `""`
+			}
 			return &FieldError{Field: name, Msg: "unknown field"}
 		case errors.Is(err, io.EOF):
 			return &FieldError{Field: "body", Msg: "empty"}
@@ -115,6 +121,9 @@ func decodeRegister(body []byte, minTTL, maxTTL, defTTL time.Duration) (Register
 	}
 	if req.Address == "" || len(req.Address) > maxAddressLen || strings.ContainsAny(req.Address, " \t\r\n") {
 		return req, &FieldError{Field: "address", Msg: fmt.Sprintf("want a URL or host:port of 1-%d bytes without spaces", maxAddressLen)}
+	}
+	if len(req.Metadata) == 0 {
+		req.Metadata = nil // {} and absent mean the same
 	}
 	if len(req.Metadata) > maxMetadata {
 		return req, &FieldError{Field: "metadata", Msg: fmt.Sprintf("%d entries, at most %d", len(req.Metadata), maxMetadata)}

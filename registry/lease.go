@@ -16,6 +16,7 @@ type leaseKey struct{ service, id string }
 type lease struct {
 	registerIndex uint64
 	deadline      time.Time
+	scan          uint64 // last scan that saw the instance in the catalog
 }
 
 // leaseTable holds lease deadlines on the leader. Renewals only touch this
@@ -27,6 +28,7 @@ type lease struct {
 type leaseTable struct {
 	mu     sync.Mutex
 	leases map[leaseKey]lease
+	scans  uint64 // scan counter, marks entries seen (no per-scan set)
 }
 
 func newLeaseTable() *leaseTable { return &leaseTable{leases: map[leaseKey]lease{}} }
@@ -41,7 +43,7 @@ func (t *leaseTable) reset() {
 // renew pushes the deadline of one incarnation to now+ttl.
 func (t *leaseTable) renew(k leaseKey, registerIndex uint64, now time.Time, ttl time.Duration) {
 	t.mu.Lock()
-	t.leases[k] = lease{registerIndex: registerIndex, deadline: now.Add(ttl)}
+	t.leases[k] = lease{registerIndex: registerIndex, deadline: now.Add(ttl), scan: t.scans}
 	t.mu.Unlock()
 }
 
@@ -60,15 +62,16 @@ func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var acts []leaseAction
-	seen := make(map[leaseKey]struct{}, len(views))
+	t.scans++
 	for _, v := range views {
 		k := leaseKey{v.service, v.id}
-		seen[k] = struct{}{}
 		l, ok := t.leases[k]
 		if !ok || l.registerIndex != v.registerIndex {
-			t.leases[k] = lease{registerIndex: v.registerIndex, deadline: now.Add(v.ttl)}
+			t.leases[k] = lease{registerIndex: v.registerIndex, deadline: now.Add(v.ttl), scan: t.scans}
 			continue
 		}
+		l.scan = t.scans
+		t.leases[k] = l
 		switch {
 		case v.health == bulwark.HealthSuspect && now.After(l.deadline.Add(suspectTimeout)):
 			acts = append(acts, leaseAction{leaseView: v, expire: true})
@@ -76,8 +79,10 @@ func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.
 			acts = append(acts, leaseAction{leaseView: v})
 		}
 	}
-	for k := range t.leases {
-		if _, ok := seen[k]; !ok {
+	for k, l := range t.leases {
+		// Renewals since the previous scan are marked with the previous
+		// scan number; keep those (the catalog view may predate them).
+		if l.scan < t.scans-1 {
 			delete(t.leases, k)
 		}
 	}

@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb"
 )
 
 // Node is one registry server: a Raft member holding the catalog, its
@@ -35,7 +34,8 @@ type Node struct {
 	fsm      *fsm
 	leases   *leaseTable
 	raft     *raft.Raft
-	store    *raftboltdb.BoltStore
+	store    *boltStore
+	trans    *raft.NetworkTransport
 	raftAddr string
 	httpAddr string
 	httpSrv  *http.Server
@@ -85,13 +85,14 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	closers = append(closers, func() { trans.Close() })
+	n.trans = trans
 	n.raftAddr = string(trans.LocalAddr())
 	n.id = cfg.NodeID
 	if n.id == "" {
 		n.id = "node-" + strings.NewReplacer(":", "-", "[", "", "]", "").Replace(n.raftAddr)
 	}
 
-	n.store, err = raftboltdb.NewBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	n.store, err = openBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
 	if err != nil {
 		return nil, fmt.Errorf("registry: open raft log: %w", err)
 	}
@@ -186,33 +187,44 @@ func (n *Node) goFunc(f func()) {
 
 // watchLeadership runs the lease loop for as long as this node leads.
 func (n *Node) watchLeadership(notify <-chan bool) {
-	var stop context.CancelFunc
-	var done chan struct{}
-	end := func() {
-		if stop != nil {
-			stop()
-			<-done
-			stop = nil
-		}
-	}
-	defer end()
+	var term *leaderTerm
+	defer func() { term.end() }()
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case leader := <-notify:
-			end()
+			term.end()
+			term = nil
 			if leader {
 				n.log.Info("registry: became leader", "id", n.id)
-				var ctx context.Context
-				ctx, stop = context.WithCancel(n.ctx)
-				done = make(chan struct{})
-				go func() {
-					defer close(done)
-					n.runLeases(ctx)
-				}()
+				term = n.startTerm()
 			}
 		}
+	}
+}
+
+// leaderTerm is one stretch of leadership: the lease loop's stop switch.
+type leaderTerm struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (n *Node) startTerm() *leaderTerm {
+	ctx, cancel := context.WithCancel(n.ctx)
+	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		n.runLeases(ctx)
+	}()
+	return t
+}
+
+// end stops the term's lease loop and waits for it; nil is a no-op.
+func (t *leaderTerm) end() {
+	if t != nil {
+		t.cancel()
+		<-t.done
 	}
 }
 
@@ -392,6 +404,25 @@ func (n *Node) stale() bool {
 	return time.Since(n.raft.LastContact()) > 2*n.cfg.HeartbeatTimeout
 }
 
+// WaitReady blocks until the cluster has a leader that this node knows and
+// the catalog records this node as a member (so writes through it work).
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, ok := n.leaderHTTP(); ok && n.isMember() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.ctx.Done():
+			return ErrClosed
+		case <-t.C:
+		}
+	}
+}
+
 // ID returns the node's Raft server ID.
 func (n *Node) ID() string { return n.id }
 
@@ -419,6 +450,9 @@ func (n *Node) Close() error {
 			n.httpSrv.Close()
 		}
 		errs := []error{n.raft.Shutdown().Error()}
+		// Shutdown closes the listener but not pooled connections; close
+		// them so peers' connection handlers (and ours) end now.
+		n.trans.CloseStreams()
 		n.wg.Wait()
 		errs = append(errs, n.store.Close())
 		n.fwd.CloseIdleConnections()

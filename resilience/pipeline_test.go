@@ -80,8 +80,8 @@ func (c *countingRetrier) Retry(ctx context.Context, st resilience.RetryState, e
 	return st, time.Millisecond, true, nil
 }
 
-func (c *countingRetrier) HasResultPredicate() bool   { return c.results != nil }
-func (c *countingRetrier) RetryResult(result any) bool { return c.results(result) }
+func (c *countingRetrier) HasResultPredicate() bool     { return c.results != nil }
+func (c *countingRetrier) RetryResult(result any) bool  { return c.results(result) }
 func (c *countingRetrier) End(st resilience.RetryState) { c.ended.Add(1) }
 
 func (c *countingRetrier) Execute(ctx context.Context, next resilience.Next) (any, error) {
@@ -414,8 +414,8 @@ func (nopRetrier) Begin(context.Context) resilience.RetryState { return resilien
 func (nopRetrier) Retry(_ context.Context, st resilience.RetryState, err error) (resilience.RetryState, time.Duration, bool, error) {
 	return st, 0, false, err
 }
-func (nopRetrier) HasResultPredicate() bool { return false }
-func (nopRetrier) RetryResult(any) bool     { return false }
+func (nopRetrier) HasResultPredicate() bool  { return false }
+func (nopRetrier) RetryResult(any) bool      { return false }
 func (nopRetrier) End(resilience.RetryState) {}
 func (nopRetrier) Execute(ctx context.Context, next resilience.Next) (any, error) {
 	return next(ctx)

@@ -141,14 +141,14 @@ type EventKind uint8
 
 // The kinds of [Event]. The values are stable: new kinds are appended.
 const (
-	EventStateChange  EventKind = iota + 1 // a breaker changed state: From → To
-	EventRejected                          // a policy rejected a call: Err
-	EventRetry                             // a retry is scheduled: Attempt, Delay, Err
-	EventLimitChanged                      // an adaptive limit moved: Limit
-	EventTimeout                           // a call hit its timeout
-	EventFallback                          // a fallback replaced an error: Err
-	EventHedge                             // a hedged attempt was sent: Attempt
-	EventRetriesExhausted                  // retries ended without success: Attempt, Err
+	EventStateChange      EventKind = iota + 1 // a breaker changed state: From → To
+	EventRejected                              // a policy rejected a call: Err
+	EventRetry                                 // a retry is scheduled: Attempt, Delay, Err
+	EventLimitChanged                          // an adaptive limit moved: Limit
+	EventTimeout                               // a call hit its timeout
+	EventFallback                              // a fallback replaced an error: Err
+	EventHedge                                 // a hedged attempt was sent: Attempt
+	EventRetriesExhausted                      // retries ended without success: Attempt, Err
 )
 
 // String returns the kind's name, as used in metric labels.

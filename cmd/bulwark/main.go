@@ -40,11 +40,12 @@ Usage:
 
 Commands:
   up          run the whole system on this machine with embedded defaults (planned)
-  proxy       the one-liner gateway: bulwark proxy --listen :8080 --to URL --to URL (planned)
-  run         run the components a config file enables: bulwark run -c bulwark.yaml (planned)
-  validate    check a config file: bulwark validate -c bulwark.yaml (planned)
+  proxy       the one-liner gateway: bulwark proxy --listen :8080 --to URL --to URL
+  run         run the components a config file enables: bulwark run -c bulwark.yaml
+  validate    check a config file: bulwark validate -c bulwark.yaml
   chaos       fault injection: chaos proxy | chaos monkey | chaos run EXPERIMENT.yaml (planned)
   delivery    durable delivery tools: delivery replay (planned)
+  demo        serve one replica of the demo service (used by up and the tests)
   version     print the version
   help        print this message
 
@@ -65,8 +66,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help", "--help", "-h", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
-	case "up", "proxy", "run", "validate", "chaos", "delivery":
-		_ = rest
+	case "proxy":
+		return runProxy(ctx, rest, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
+	case "run":
+		return runRun(ctx, rest, stdout, stderr)
+	case "validate":
+		return runValidate(ctx, rest, stdout, stderr)
+	case "up", "chaos", "delivery":
 		return fmt.Errorf("%s: not implemented yet; see the status table in README.md", cmd)
 	default:
 		fmt.Fprint(stderr, usage)

@@ -98,3 +98,28 @@ func BenchmarkBreakerRejected(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBreakerMixedParallel is the parallel path with one failure in
+// every 64 calls, so the window is never clean and every call claims a
+// ring position (the contended path BenchmarkBreakerSuccessParallel skips).
+func BenchmarkBreakerMixedParallel(b *testing.B) {
+	br := newBench(b, breaker.Config{FailureRateThreshold: 90})
+	ctx := context.Background()
+	boom := errors.New("boom")
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		var n int
+		for pb.Next() {
+			p, err := br.Admit(ctx)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			var o resilience.Outcome
+			if n++; n%64 == 0 {
+				o.Err = boom
+			}
+			p.Release(o)
+		}
+	})
+}

@@ -25,10 +25,7 @@ var errPanicked = errors.New("breaker: call panicked")
 // rejection is the error a breaker returns when it refuses a call. The
 // breaker builds one per rejecting state in New, so rejecting allocates
 // nothing.
-type rejection struct {
-	msg   string
-	state State
-}
+type rejection struct{ msg string }
 
 func (e *rejection) Error() string { return e.msg }
 func (e *rejection) Unwrap() error { return ErrOpen }
@@ -146,9 +143,9 @@ func New(cfg Config) (*Breaker, error) {
 	if b.name != "" {
 		label = fmt.Sprintf("circuit breaker %q", b.name)
 	}
-	b.errOpen = &rejection{msg: label + " is open", state: StateOpen}
-	b.errHalfOpen = &rejection{msg: label + " is half-open and all probe calls are taken", state: StateHalfOpen}
-	b.errForcedOpen = &rejection{msg: label + " is forced open", state: StateForcedOpen}
+	b.errOpen = &rejection{msg: label + " is open"}
+	b.errHalfOpen = &rejection{msg: label + " is half-open and all probe calls are taken"}
+	b.errForcedOpen = &rejection{msg: label + " is forced open"}
 	b.cur.Store(b.newRec(StateClosed, 1, 0))
 	return b, nil
 }

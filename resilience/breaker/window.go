@@ -76,8 +76,11 @@ func (w *countWindow) index(seq uint64) uint32 {
 // when the number of calls grew (it may have reached the minimum), can the
 // rates have risen.
 func (w *countWindow) record(kind uint32) (counts, bool) {
-	slot := &w.slots[w.index(w.seq.Add(1)-1)]
 	bad := kind&(bitFailure|bitSlow) != 0
+	if !bad && w.clean() {
+		return counts{}, false
+	}
+	slot := &w.slots[w.index(w.seq.Add(1)-1)]
 	if !bad && slot.Load() == kind {
 		return counts{}, false
 	}
@@ -98,14 +101,31 @@ func (w *countWindow) record(kind uint32) (counts, bool) {
 	return w.counts(), true
 }
 
-// counts returns the totals; a transiently negative total (a subtraction
-// that landed before its matching addition) reads as zero.
+// clean reports whether the ring is full of successes. Then a success can
+// be recorded without claiming a position: every slot holds the same
+// outcome, so where the ring stands no longer matters, and the last size
+// calls are successes either way. This keeps a healthy callee's calls from
+// contending on seq at all; a single failure or slow call in the window
+// brings the contended path back until it is evicted.
+func (w *countWindow) clean() bool {
+	return w.failures.Load() == 0 && w.slow.Load() == 0 && w.calls.Load() == int64(w.size)
+}
+
+// counts returns the totals.
 func (w *countWindow) counts() counts {
-	return counts{
-		calls:    max(w.calls.Load(), 0),
-		failures: max(w.failures.Load(), 0),
-		slow:     max(w.slow.Load(), 0),
-	}
+	return loadCounts(&w.calls, &w.failures, &w.slow)
+}
+
+// loadCounts reads running totals that writers update one at a time, so
+// the three loads are not one snapshot: it reads failures and slow calls
+// before calls (writers add a call before its failure, and evictors remove
+// failures before calls), reads a transiently negative total (a
+// subtraction that landed before its addition) as zero, and caps failures
+// and slow calls at calls, so a rate never exceeds 100%.
+func loadCounts(calls, failures, slow *atomic.Int64) counts {
+	f, s := failures.Load(), slow.Load()
+	c := max(calls.Load(), 0)
+	return counts{calls: c, failures: min(max(f, 0), c), slow: min(max(s, 0), c)}
 }
 
 // bucket holds the outcomes of one slice of a time window.
@@ -172,14 +192,14 @@ func (w *timeWindow) advance(now int64) int64 {
 }
 
 func (w *timeWindow) evict(b *bucket) {
-	if c := b.calls.Swap(0); c != 0 {
-		w.calls.Add(-c)
-	}
 	if f := b.failures.Swap(0); f != 0 {
 		w.failures.Add(-f)
 	}
 	if s := b.slow.Swap(0); s != 0 {
 		w.slow.Add(-s)
+	}
+	if c := b.calls.Swap(0); c != 0 {
+		w.calls.Add(-c)
 	}
 }
 
@@ -206,9 +226,5 @@ func (w *timeWindow) counts(now int64) counts {
 }
 
 func (w *timeWindow) totals() counts {
-	return counts{
-		calls:    max(w.calls.Load(), 0),
-		failures: max(w.failures.Load(), 0),
-		slow:     max(w.slow.Load(), 0),
-	}
+	return loadCounts(&w.calls, &w.failures, &w.slow)
 }

@@ -329,7 +329,7 @@ func (g *Gradient2) LongRTT() time.Duration { return time.Duration(g.long.value)
 // warmup samples, then an EWMA with factor 2/(window+1).
 type expAvg struct {
 	window, warmup, count int
-	sum, value           float64
+	sum, value            float64
 }
 
 func (m *expAvg) add(x float64) float64 {

@@ -101,8 +101,8 @@ type waiter struct {
 // slot freed just before queueing is not missed: the releaser either sees
 // waiters > 0 and drains, or freed the slot before our drain looks.
 func (l *Limiter) wait(ctx context.Context, part int) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, fmt.Errorf("limit: %w", err)
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("limit: not waiting for a slot: %w: %w", ErrLimited, context.Cause(ctx))
 	}
 	w := l.waiterP.Get().(*waiter)
 	w.part = part
@@ -126,7 +126,7 @@ func (l *Limiter) wait(ctx context.Context, part int) (uint64, error) {
 	case <-t.C:
 		return 0, l.abandon(w, l.reject(errWaitTimeout))
 	case <-ctx.Done():
-		return 0, l.abandon(w, fmt.Errorf("limit: cancelled while waiting for a slot: %w", context.Cause(ctx)))
+		return 0, l.abandon(w, fmt.Errorf("limit: gave up waiting for a slot: %w: %w", ErrLimited, context.Cause(ctx)))
 	}
 }
 

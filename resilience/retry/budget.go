@@ -86,10 +86,12 @@ const rollEvery = 32
 //
 // The deposit path (Request) is one atomic add and, every 32 deposits, a
 // clock read; it takes no lock and never waits (the window is advanced by
-// whoever gets the lock, with TryLock). The price: deposits made since the
-// last advance are counted in the slice of that advance, so after a quiet
-// spell up to 31 deposits may expire early. That errs on the side of fewer
-// retries and is small next to the MinPerSecond reserve.
+// whoever gets the lock, with TryLock). The price is precision: the
+// deposits made since the window last moved (fewer than 32, or the window
+// would have moved) are dated from that move, or from the next one if the
+// window moved a whole TTL on. So up to 31 deposits may expire early, or
+// count up to one quiet spell too long: at most 31·Ratio retries, small
+// next to the MinPerSecond reserve. Withdrawals are dated exactly.
 //
 // Done and RetryDone do nothing: the rate family does not track
 // concurrency.
@@ -188,12 +190,20 @@ func (b *RateBudget) advance(now time.Time) {
 	if e <= b.epoch {
 		return
 	}
+	// The current slice holds the deposits made since the window last
+	// moved. If it is about to expire, they move to the new slice rather
+	// than being lost: they may be recent (see the type's doc).
+	var carried int64
+	if e-b.epoch >= slices {
+		carried = b.buckets[b.epoch%slices].requests.Load()
+	}
 	from := max(b.epoch+1, e-slices+1)
 	for k := from; k <= e; k++ {
 		s := &b.buckets[k%slices]
 		s.requests.Store(0) // a deposit racing with this is lost: harmless
 		s.retries = 0
 	}
+	b.buckets[e%slices].requests.Add(carried)
 	b.epoch = e
 	b.cur.Store(uint32(e % slices))
 }

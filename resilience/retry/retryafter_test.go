@@ -20,10 +20,10 @@ func TestParseRetryAfter(t *testing.T) {
 		{"120", 120 * time.Second, true},
 		{"0", 0, true},
 		{" 7\t", 7 * time.Second, true},
-		{"Thu, 26 Nov 2026 03:01:30 GMT", 90 * time.Second, true},         // IMF-fixdate
-		{"Thursday, 26-Nov-26 03:00:10 GMT", 10 * time.Second, true},      // RFC 850
-		{"Thu Nov 26 03:00:05 2026", 5 * time.Second, true},               // asctime
-		{"Wed, 25 Nov 2026 03:00:00 GMT", 0, true},                        // in the past
+		{"Thu, 26 Nov 2026 03:01:30 GMT", 90 * time.Second, true},                          // IMF-fixdate
+		{"Thursday, 26-Nov-26 03:00:10 GMT", 10 * time.Second, true},                       // RFC 850
+		{"Thu Nov 26 03:00:05 2026", 5 * time.Second, true},                                // asctime
+		{"Wed, 25 Nov 2026 03:00:00 GMT", 0, true},                                         // in the past
 		{"99999999999999999999", time.Duration(1<<63-1) / time.Second * time.Second, true}, // capped
 		{"", 0, false},
 		{"-5", 0, false},
