@@ -14,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -36,6 +37,19 @@ func upstreamURL(s string) (*url.URL, error) {
 	}
 	return u, nil
 }
+
+// bufferPool recycles the reverse proxy's 32 KiB copy buffers; one per
+// proxy, not global.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32*1024)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 
 func slogErrorLog(l *slog.Logger) *log.Logger { return slog.NewLogLogger(l.Handler(), slog.LevelWarn) }
 
@@ -61,8 +75,9 @@ func (p *Proxy) newHTTPHandler() (http.Handler, error) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
 		},
-		Transport: &faultTransport{p: p, next: tr},
-		ErrorLog:  slogErrorLog(p.log),
+		Transport:  &faultTransport{p: p, next: tr},
+		BufferPool: &bufferPool{},
+		ErrorLog:   slogErrorLog(p.log),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
 				return
@@ -95,7 +110,7 @@ func (ft *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	for _, t := range c.dirs[dirUp] {
-		if !ft.roll(t) {
+		if _, abort := t.Attributes.(*HTTPAbortAttrs); abort || !ft.roll(t) {
 			continue
 		}
 		switch a := t.Attributes.(type) {
@@ -113,7 +128,7 @@ func (ft *faultTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	for _, t := range c.dirs[dirDown] {
-		if !ft.roll(t) {
+		if _, abort := t.Attributes.(*HTTPAbortAttrs); abort || !ft.roll(t) {
 			continue
 		}
 		switch a := t.Attributes.(type) {

@@ -52,6 +52,7 @@ type pipe struct {
 	dir      int
 	src, dst net.Conn
 	in       chan chunk
+	free     chan []byte // buffers the writer is done with, for the reader to reuse
 	rng      *rand.Rand
 	states   map[string]*toxicState
 }
@@ -69,9 +70,9 @@ func newLink(p *Proxy, client, server net.Conn) *link {
 // start runs the link's four goroutines; wg is the proxy's, so closing the
 // proxy waits for them.
 func (l *link) start(wg *sync.WaitGroup, seeds [4]uint64) {
-	up := &pipe{l: l, dir: dirUp, src: l.client, dst: l.server, in: make(chan chunk, 8),
+	up := &pipe{l: l, dir: dirUp, src: l.client, dst: l.server, in: make(chan chunk, 8), free: make(chan []byte, 9),
 		rng: rand.New(rand.NewPCG(seeds[0], seeds[1])), states: map[string]*toxicState{}}
-	down := &pipe{l: l, dir: dirDown, src: l.server, dst: l.client, in: make(chan chunk, 8),
+	down := &pipe{l: l, dir: dirDown, src: l.server, dst: l.client, in: make(chan chunk, 8), free: make(chan []byte, 9),
 		rng: rand.New(rand.NewPCG(seeds[2], seeds[3])), states: map[string]*toxicState{}}
 	for _, pp := range []*pipe{up, down} {
 		wg.Add(2)
@@ -112,7 +113,12 @@ func (l *link) finish() {
 func (pp *pipe) read() {
 	defer close(pp.in)
 	for {
-		buf := make([]byte, 32*1024)
+		var buf []byte
+		select {
+		case buf = <-pp.free:
+		default:
+			buf = make([]byte, 32*1024)
+		}
 		n, err := pp.src.Read(buf)
 		if n > 0 {
 			select {
@@ -129,8 +135,10 @@ func (pp *pipe) read() {
 
 // active returns the states of the toxics in effect on this pipe, rolling
 // toxicity the first time the pipe sees a toxic (or a new version of it).
-func (pp *pipe) active(c *chain) []*toxicState {
-	var out []*toxicState
+// healed reports that a timeout toxic that was dropping this pipe's data
+// no longer applies: the stream has lost bytes, so, as in Toxiproxy, the
+// link must be closed rather than resumed with a hole in it.
+func (pp *pipe) active(c *chain) (out []*toxicState, healed bool) {
 	seen := make(map[string]bool, len(c.dirs[pp.dir]))
 	for _, t := range c.dirs[pp.dir] {
 		seen[t.Name] = true
@@ -146,17 +154,19 @@ func (pp *pipe) active(c *chain) []*toxicState {
 			if !wasOn || !st.on {
 				st.since = time.Now()
 			}
+			healed = healed || (wasOn && !st.on && t.Type == TypeTimeout)
 		}
 		if st.on {
 			out = append(out, st)
 		}
 	}
-	for name := range pp.states {
+	for name, st := range pp.states {
 		if !seen[name] {
+			healed = healed || (st.on && st.t.Type == TypeTimeout)
 			delete(pp.states, name)
 		}
 	}
-	return out
+	return out, healed
 }
 
 func (pp *pipe) write() {
@@ -164,7 +174,11 @@ func (pp *pipe) write() {
 	defer timer.Stop()
 	for {
 		c := pp.l.p.chain.Load()
-		act := pp.active(c)
+		act, healed := pp.active(c)
+		if healed {
+			pp.l.close(false)
+			return
+		}
 		var deadline <-chan time.Time
 		if d, ok := timeoutDeadline(act); ok {
 			timer.Reset(time.Until(d))
@@ -176,15 +190,26 @@ func (pp *pipe) write() {
 			// it; otherwise the old chain's closed changed channel would
 			// cut every wait short.
 			if cur := pp.l.p.chain.Load(); cur != c {
-				c, act = cur, pp.active(cur)
+				c = cur
+				if act, healed = pp.active(cur); healed {
+					pp.l.close(false)
+					return
+				}
 			}
 			if !ok {
 				pp.eof(c, act)
 				return
 			}
-			if err := pp.process(c, act, 0, ch); err != nil {
+			err := pp.process(c, act, 0, ch)
+			if err != nil {
 				pp.l.close(errors.Is(err, errLinkReset))
 				return
+			}
+			// Every toxic is done with the chunk once process returns
+			// (writes are synchronous), so its buffer can be reused.
+			select {
+			case pp.free <- ch.data[:cap(ch.data)]:
+			default:
 			}
 		case <-c.changed:
 		case <-deadline:

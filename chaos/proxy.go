@@ -349,7 +349,19 @@ func (p *Proxy) start() error {
 			p.ln = nil
 			return err
 		}
-		p.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slogErrorLog(p.log)}
+		p.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slogErrorLog(p.log),
+			// Count connections in wg so that stop waits for their
+			// handlers too (http.Server.Close does not). StateNew runs on
+			// Serve's goroutine, which wg already counts, so Add never
+			// races with Wait.
+			ConnState: func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					wg.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					wg.Done()
+				}
+			}}
 		srv := p.httpSrv
 		wg.Go(func() { _ = srv.Serve(ln) })
 	} else {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -58,6 +59,11 @@ func (c *Config) Validate() error {
 // Goroutines: each enabled proxy owns an accept loop (or an http.Server)
 // and four goroutines per open connection; [Server.Close] stops them all
 // and waits. [Server.Run] also owns the API's http.Server.
+//
+// Lock order: Server.mu before Proxy.mu; a proxy's link goroutines take
+// Proxy.mu only briefly (to deregister) and are never waited for while it
+// is held. The hot path (bytes through a link) takes no lock: it reads the
+// proxy's toxic chain through an atomic pointer.
 type Server struct {
 	cfg  Config
 	log  *slog.Logger
@@ -242,4 +248,31 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return nil
 	}
 	return err
+}
+
+// ParseProxies reads proxies in Toxiproxy's config-file format (a JSON
+// array of {name, listen, upstream, enabled}; enabled defaults to true),
+// plus Bulwark's protocol field, for Config.Proxies.
+func ParseProxies(data []byte) ([]ProxyConfig, error) {
+	var ins []proxyInput
+	if err := json.Unmarshal(data, &ins); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidProxy, err)
+	}
+	out := make([]ProxyConfig, len(ins))
+	seen := map[string]bool{}
+	for i, in := range ins {
+		out[i].Enabled = true
+		in.apply(&out[i])
+		if out[i].Listen == "" {
+			out[i].Listen = "127.0.0.1:0"
+		}
+		if err := out[i].Validate(); err != nil {
+			return nil, fmt.Errorf("proxies[%d]: %w", i, err)
+		}
+		if seen[out[i].Name] {
+			return nil, fmt.Errorf("proxies[%d]: %w: %q", i, ErrProxyExists, out[i].Name)
+		}
+		seen[out[i].Name] = true
+	}
+	return out, nil
 }

@@ -245,6 +245,9 @@ func (t *Toxic) Validate() error {
 	if !(t.Toxicity >= 0 && t.Toxicity <= 1) {
 		return fmt.Errorf("%w: toxicity %v: want 0..1", ErrInvalidToxic, t.Toxicity)
 	}
+	if t.Type == TypeHTTPCorrupt && t.Stream != Downstream {
+		return fmt.Errorf("%w: http_corrupt corrupts responses: stream must be downstream", ErrInvalidToxic)
+	}
 	if err := validateAttrs(t.Type, t.Attributes); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidToxic, t.Type, err)
 	}

@@ -457,3 +457,30 @@ func TestSeededRandReplays(t *testing.T) {
 		t.Errorf("same seed, different delays: %v vs %v", a, b)
 	}
 }
+
+// TestPerAttemptTimeoutRetried puts a resilience.Timeout inside the retry:
+// an attempt's own timeout is retried, the caller's deadline is not.
+func TestPerAttemptTimeoutRetried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := mustNew(t, retry.Config{Backoff: constant})
+		pl := resilience.New(resilience.Policies{Retry: p, Timeout: resilience.Timeout{Duration: 50 * time.Millisecond}})
+		calls := 0
+		hang := func(ctx context.Context) (int, error) {
+			calls++
+			<-ctx.Done()
+			return 0, ctx.Err()
+		}
+		_, err := resilience.Do(t.Context(), pl, hang)
+		if calls != 3 || !errors.Is(err, resilience.ErrTimeout) || !errors.Is(err, retry.ErrExhausted) {
+			t.Errorf("calls = %d, err = %v; want 3 timed-out attempts, exhausted", calls, err)
+		}
+		// The caller's own deadline (shorter than the attempt timeout) ends it.
+		calls = 0
+		ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		defer cancel()
+		_, err = resilience.Do(ctx, pl, hang)
+		if calls != 1 || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, retry.ErrExhausted) {
+			t.Errorf("calls = %d, err = %v; want 1 attempt ended by the caller's deadline", calls, err)
+		}
+	})
+}
