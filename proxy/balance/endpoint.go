@@ -21,6 +21,7 @@ type params struct {
 	epoch       time.Time // monotonic base for the nanosecond stamps below
 	tau         float64   // EWMA decay time constant, ns
 	failLatency float64   // floor for a failed try's latency, ns
+	failFactor  float64   // a failed try counts as ≥ failFactor × the estimate
 	rampWindow  int64     // slow-start window, ns; 0 = off
 	rampMin     float64   // slow-start starting weight fraction
 }
@@ -87,28 +88,35 @@ func (e *Endpoint) Start() {
 }
 
 // Done records the end of a try that took latency. failed marks a try that
-// did not produce a good answer (transport error, 5xx, digest mismatch); its
-// latency counts as at least [Config.FailureLatency], so that an endpoint
-// failing fast does not look like the fastest one (linkerd2#11669).
+// failed because of the endpoint (transport error, 502/503/504, digest
+// mismatch; not a 4xx, and not an application's own 500 unless the proxy
+// wants those to steer traffic too). A failed try counts as at least
+// [Config.FailurePenalty] × the current estimate and at least
+// [Config.FailureLatency], so that an endpoint failing fast does not look
+// like the fastest one (linkerd2#11669): each failure in a row doubles its
+// cost by default, while a single failure is forgotten within a few τ.
 func (e *Endpoint) Done(latency time.Duration, failed bool) {
 	e.inflight.Add(-1)
 	if e.pool != nil {
 		e.pool.Add(-1)
 	}
 	e.requests.Add(1)
-	rtt := float64(latency)
 	if failed {
 		e.failures.Add(1)
-		rtt = max(rtt, e.p.failLatency)
 	}
-	e.observe(rtt, e.p.now())
+	e.observe(float64(latency), e.p.now(), failed)
 }
+
+// maxFailurePenalty caps the latency a failed try can be counted as, so
+// that a long run of failures cannot push the estimate so high that
+// decaying it back takes minutes.
+const maxFailurePenalty = float64(10 * time.Second)
 
 // observe folds one latency sample (ns) taken at now into the peak EWMA:
 // a sample above the estimate replaces it at once (react to trouble now), a
 // lower one is averaged in with weight 1-exp(-Δt/τ), where Δt is the time
 // since the previous update (Finagle's PeakEwma, Linkerd's balancer).
-func (e *Endpoint) observe(rtt float64, now int64) {
+func (e *Endpoint) observe(rtt float64, now int64, failed bool) {
 	rtt = max(rtt, 1) // keep 0 free to mean "no sample yet"
 	// Swap hands each concurrent updater a disjoint slice of time, so the
 	// total decay applied matches the time that passed.
@@ -117,9 +125,14 @@ func (e *Endpoint) observe(rtt float64, now int64) {
 	for {
 		old := e.ewma.Load()
 		cur := math.Float64frombits(old)
-		next := rtt
-		if old != 0 && rtt < cur {
-			next = cur*w + rtt*(1-w)
+		sample := rtt
+		if failed {
+			penalized := max(e.p.failLatency, e.p.failFactor*cur*w)
+			sample = max(rtt, min(penalized, maxFailurePenalty))
+		}
+		next := sample
+		if old != 0 && sample < cur {
+			next = cur*w + sample*(1-w)
 		}
 		if e.ewma.CompareAndSwap(old, math.Float64bits(next)) {
 			return
@@ -142,24 +155,58 @@ func (e *Endpoint) latency(now int64) float64 {
 	return v
 }
 
-// ewmaCost is the P2C cost: decayed peak EWMA × (in-flight + 1) ÷
-// effective weight.
-func (e *Endpoint) ewmaCost(now int64) float64 {
-	inf := e.inflight.Load()
-	if e.ewma.Load() == 0 {
-		if inf <= 0 {
-			return 0
-		}
-		return unmeasuredPenalty + float64(inf)
+// cheaperEWMA reports whether b costs strictly less than a under P2C:
+// cost = peak EWMA decayed to now × (in-flight + 1) ÷ effective weight.
+//
+// Both estimates decay by the same factor exp(-now/τ), so it cancels:
+// b is cheaper iff cost_b(stamp_b) < cost_a(stamp_a) × exp((stamp_a -
+// stamp_b)/τ). The comparison needs no clock read and at most one exp,
+// which halves the cost of a pick.
+func cheaperEWMA(a, b *Endpoint) bool {
+	ra, rb := a.ewma.Load(), b.ewma.Load()
+	ia, ib := a.inflight.Load(), b.inflight.Load()
+	if ra == 0 || rb == 0 {
+		return unmeasuredCost(rb, ib) < unmeasuredCost(ra, ia)
 	}
-	return e.latency(now) * float64(inf+1) / e.effWeight(now)
+	ca := math.Float64frombits(ra) * float64(ia+1)
+	cb := math.Float64frombits(rb) * float64(ib+1)
+	wa, wb := float64(a.weight.Load()), float64(b.weight.Load())
+	if a.ramping() || b.ramping() {
+		now := a.p.now()
+		wa *= a.rampFactor(now)
+		wb *= b.rampFactor(now)
+	}
+	ca, cb = ca/wa, cb/wb
+	if sa, sb := a.stamp.Load(), b.stamp.Load(); sa != sb {
+		ca *= math.Exp(float64(sa-sb) / a.p.tau)
+	}
+	return cb < ca
+}
+
+// unmeasuredCost orders endpoints when at least one has no latency sample
+// (raw == 0): an idle unmeasured endpoint costs 0, so it is tried at once; a
+// busy one costs more than any measured endpoint, so requests do not pile
+// onto it before its first answer (Finagle's penalty). A measured endpoint
+// sorts between the two.
+func unmeasuredCost(raw uint64, inflight int64) float64 {
+	switch {
+	case raw != 0:
+		return 1
+	case inflight <= 0:
+		return 0
+	}
+	return unmeasuredPenalty + float64(inflight)
 }
 
 // SetHealth records the endpoint's health. An endpoint that returns to a
-// routable state from an unroutable one starts slow start.
+// routable state from an unroutable one forgets its latency estimate and
+// starts slow start.
 func (e *Endpoint) SetHealth(h bulwark.Health) {
 	old := bulwark.Health(e.health.Swap(uint32(h)))
 	if !old.Routable() && h.Routable() {
+		// The estimate from before it left is stale: start afresh, so the
+		// endpoint is tried again at once, with slow start bounding its share.
+		e.ewma.Store(0)
 		e.startRamp()
 	}
 }

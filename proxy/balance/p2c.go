@@ -44,8 +44,7 @@ func (p *p2cPicker) Pick(req PickRequest) (*Endpoint, error) {
 		return a, nil
 	}
 	if p.ewma {
-		now := a.p.now()
-		if b.ewmaCost(now) < a.ewmaCost(now) {
+		if cheaperEWMA(a, b) {
 			return b, nil
 		}
 		return a, nil

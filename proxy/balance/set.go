@@ -17,7 +17,8 @@ import (
 const MaxWeight = 10000
 
 // Config configures a [Set]. The zero value is a P2C peak-EWMA balancer with
-// a 10 s decay, 1 s failure latency and 30 s slow start.
+// a 10 s decay, failures counted as ≥ 2 × the estimate (≥ 10 ms) and
+// 30 s slow start.
 type Config struct {
 	// Policy is the balancing algorithm. Default: [P2C] (power of two
 	// choices over peak-EWMA latency × in-flight, as Linkerd does).
@@ -29,9 +30,13 @@ type Config struct {
 	// DecayTime is the peak EWMA's time constant τ: a latency sample's
 	// weight falls to 1/e after τ. Default 10 s (Finagle, Linkerd).
 	DecayTime time.Duration
-	// FailureLatency is the latency a failed try counts as, at the least.
-	// Default 1 s; negative: a failed try counts its measured latency.
+	// FailureLatency is the least latency a failed try counts as in the
+	// peak EWMA. Default 10 ms; negative: no floor.
 	FailureLatency time.Duration
+	// FailurePenalty makes a failed try count as at least this multiple of
+	// the endpoint's current estimate (capped at 10 s), so that failures in a
+	// row raise its cost geometrically. Default 2; 1 turns it off.
+	FailurePenalty float64
 	// SlowStart is the window over which an endpoint that joins the set
 	// (after the first update) or comes back from an unroutable health state
 	// ramps its weight from SlowStartMin to full, so that a cold JVM or an
@@ -55,6 +60,8 @@ func (c *Config) Validate() error {
 	switch {
 	case c.DecayTime < 0:
 		return fmt.Errorf("balance: DecayTime %v is negative", c.DecayTime)
+	case c.FailurePenalty != 0 && !(c.FailurePenalty >= 1 && c.FailurePenalty <= 1e6):
+		return fmt.Errorf("balance: FailurePenalty %v is outside [1, 1e6]", c.FailurePenalty)
 	case c.SlowStartMin < 0 || c.SlowStartMin > 1:
 		return fmt.Errorf("balance: SlowStartMin %v is outside [0, 1]", c.SlowStartMin)
 	}
@@ -126,7 +133,11 @@ func NewSet(cfg Config) (*Set, error) {
 		p.rampMin = 0.1
 	}
 	if cfg.FailureLatency >= 0 {
-		p.failLatency = float64(cmp0(cfg.FailureLatency, time.Second))
+		p.failLatency = float64(cmp0(cfg.FailureLatency, 10*time.Millisecond))
+	}
+	p.failFactor = cfg.FailurePenalty
+	if p.failFactor == 0 {
+		p.failFactor = 2
 	}
 	if cfg.SlowStart >= 0 {
 		p.rampWindow = int64(cmp0(cfg.SlowStart, 30*time.Second))
@@ -171,11 +182,9 @@ func (s *Set) Update(members []Member) error {
 		case next.byID[id] != nil:
 			return fmt.Errorf("balance: duplicate member ID %q", id)
 		}
-		w := uint32(max(m.Weight, 1))
 		e := old.byID[id]
 		if e == nil || e.addr != m.Address {
 			e = &Endpoint{id: id, addr: m.Address, data: m.Data, p: s.p, pool: s.pool}
-			e.weight.Store(w)
 			if s.ready {
 				e.startRamp()
 			}

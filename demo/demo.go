@@ -1,0 +1,251 @@
+// Package demo is the small service that `bulwark up` runs three replicas
+// of, and that the end-to-end tests run as real child processes: a read
+// endpoint whose answers carry a Content-Digest, a write endpoint that
+// records what it received (deduplicated by Idempotency-Key), and a fault
+// switch that makes the replica slow, failing, corrupting, hanging or
+// resetting connections, so that the gateway's defences can be watched
+// and tested.
+//
+// Endpoints:
+//
+//	GET  /read?size=N       a deterministic body of N bytes (default 100) with Content-Digest
+//	GET  /health            200 "ok" (obeys the fault mode)
+//	POST /write             records the body under its Idempotency-Key; 200 with the count
+//	GET  /writes            JSON: how many writes and distinct keys were received, in order
+//	POST /_demo/fault       sets the fault: JSON Fault (mode, rate, delay)
+//	GET  /_demo/fault       reads it
+//
+// The fault endpoint itself never fails, so a test can always restore a
+// replica.
+package demo
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Mode is a fault the replica injects into its own answers.
+type Mode string
+
+// The fault modes.
+const (
+	ModeOK      Mode = "ok"      // answer normally
+	ModeSlow    Mode = "slow"    // add Delay to every answer
+	ModeFail    Mode = "fail"    // answer 500 to a share Rate of requests
+	ModeCorrupt Mode = "corrupt" // flip a byte in a share Rate of bodies, keeping the digest
+	ModeHang    Mode = "hang"    // accept and never answer
+	ModeReset   Mode = "reset"   // reset the connection without answering
+)
+
+// Fault is the replica's current fault.
+type Fault struct {
+	Mode  Mode          `json:"mode"`
+	Rate  float64       `json:"rate,omitempty"`  // share of requests affected, 0..1; default 1
+	Delay time.Duration `json:"delay,omitempty"` // for slow
+}
+
+// Server is one demo replica.
+type Server struct {
+	// ID names the replica in its answers (X-Replica header).
+	ID string
+
+	mu     sync.Mutex
+	fault  Fault
+	rnd    *rand.Rand
+	writes []string        // idempotency keys in arrival order ("" when absent)
+	seen   map[string]bool // distinct keys
+	dups   int
+}
+
+// New returns a replica with the given id and seed for its random choices.
+func New(id string, seed uint64) *Server {
+	return &Server{ID: id, fault: Fault{Mode: ModeOK}, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), seen: map[string]bool{}}
+}
+
+// Handler returns the replica's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /_demo/fault", s.getFault)
+	mux.HandleFunc("POST /_demo/fault", s.setFault)
+	mux.HandleFunc("GET /read", s.faulty(s.read))
+	mux.HandleFunc("GET /health", s.faulty(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }))
+	mux.HandleFunc("POST /write", s.faulty(s.write))
+	mux.HandleFunc("GET /writes", s.listWrites)
+	return mux
+}
+
+// SetFault changes the replica's fault.
+func (s *Server) SetFault(f Fault) {
+	if f.Mode == "" {
+		f.Mode = ModeOK
+	}
+	if f.Rate == 0 {
+		f.Rate = 1
+	}
+	s.mu.Lock()
+	s.fault = f
+	s.mu.Unlock()
+}
+
+func (s *Server) getFault(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	f := s.fault
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(f)
+}
+
+func (s *Server) setFault(w http.ResponseWriter, r *http.Request) {
+	var f Fault
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		http.Error(w, "fault: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	switch f.Mode {
+	case "", ModeOK, ModeSlow, ModeFail, ModeCorrupt, ModeHang, ModeReset:
+	default:
+		http.Error(w, fmt.Sprintf("fault: unknown mode %q", f.Mode), http.StatusBadRequest)
+		return
+	}
+	if f.Rate < 0 || f.Rate > 1 {
+		http.Error(w, "fault: rate must be between 0 and 1", http.StatusBadRequest)
+		return
+	}
+	s.SetFault(f)
+	s.getFault(w, r)
+}
+
+// hit decides whether this request is affected by the fault.
+func (s *Server) hit() (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f := s.fault
+	return f, f.Mode != ModeOK && s.rnd.Float64() < f.Rate
+}
+
+func (s *Server) faulty(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Replica", s.ID)
+		f, hit := s.hit()
+		if !hit {
+			h(w, r)
+			return
+		}
+		switch f.Mode {
+		case ModeSlow:
+			select {
+			case <-time.After(f.Delay):
+			case <-r.Context().Done():
+				return
+			}
+			h(w, r)
+		case ModeFail:
+			http.Error(w, "injected failure", http.StatusInternalServerError)
+		case ModeHang:
+			<-r.Context().Done()
+		case ModeReset:
+			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+				if tc, ok := c.(*net.TCPConn); ok {
+					tc.SetLinger(0) // RST instead of FIN
+				}
+				c.Close()
+			}
+		case ModeCorrupt:
+			h(&corrupter{ResponseWriter: w, rnd: s.rnd, mu: &s.mu}, r)
+		default:
+			h(w, r)
+		}
+	}
+}
+
+// Body returns the deterministic body of the given size that /read serves.
+func Body(size int) []byte {
+	b := make([]byte, size)
+	for i := range b {
+		b[i] = "abcdefghijklmnopqrstuvwxyz0123456789"[i%36]
+	}
+	return b
+}
+
+func (s *Server) read(w http.ResponseWriter, r *http.Request) {
+	size := 100
+	if v := r.URL.Query().Get("size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 64<<20 {
+			http.Error(w, "size must be between 0 and 64MiB", http.StatusBadRequest)
+			return
+		}
+		size = n
+	}
+	b := Body(size)
+	sum := sha256.Sum256(b)
+	w.Header().Set("Content-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
+	w.Header().Set("Content-Type", "text/plain")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.Write(b)
+}
+
+func (s *Server) write(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
+	key := r.Header.Get("Idempotency-Key")
+	s.mu.Lock()
+	if key != "" && s.seen[key] {
+		s.dups++
+	} else {
+		s.writes = append(s.writes, key)
+		if key != "" {
+			s.seen[key] = true
+		}
+	}
+	n := len(s.writes)
+	s.mu.Unlock()
+	fmt.Fprintf(w, "%d\n", n)
+}
+
+// Writes is what /writes reports.
+type Writes struct {
+	Count      int      `json:"count"`      // distinct writes recorded
+	Duplicates int      `json:"duplicates"` // writes whose key was seen before
+	Keys       []string `json:"keys"`       // in arrival order
+}
+
+func (s *Server) listWrites(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	out := Writes{Count: len(s.writes), Duplicates: s.dups, Keys: append([]string(nil), s.writes...)}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
+
+// corrupter flips one byte of the body it writes (the Byzantine replica:
+// the answer looks fine, the status is 200, the digest header is intact).
+type corrupter struct {
+	http.ResponseWriter
+	rnd  *rand.Rand
+	mu   *sync.Mutex
+	done bool
+}
+
+func (c *corrupter) Write(b []byte) (int, error) {
+	if !c.done && len(b) > 0 {
+		c.done = true
+		cp := append([]byte(nil), b...)
+		c.mu.Lock()
+		i := c.rnd.IntN(len(cp))
+		c.mu.Unlock()
+		cp[i] ^= 0x20
+		return c.ResponseWriter.Write(cp)
+	}
+	return c.ResponseWriter.Write(b)
+}

@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/bulwark-go/bulwark/resilience/limit"
+)
+
+// The gateway's defaults: what a user who lists only endpoints gets.
+const (
+	DefaultConnectTimeout  = time.Second
+	DefaultPerTryTimeout   = 5 * time.Second
+	DefaultTotalTimeout    = 15 * time.Second
+	DefaultAttempts        = 3
+	DefaultMaxReplayBody   = 64 << 10
+	DefaultMaxVerifyBody   = 4 << 20
+	DefaultSlowStart       = 10 * time.Second
+	DefaultFallbackStatus  = http.StatusServiceUnavailable
+	DefaultFallbackBody    = "no healthy upstream\n"
+	defaultFallbackCType   = "text/plain; charset=utf-8"
+	DefaultBreakerRate     = 50
+	DefaultBreakerWindow   = 20
+	DefaultBreakerMinCalls = 10
+	DefaultBreakerOpen     = 5 * time.Second
+)
+
+// DefaultRetryOn is the retry condition list when a route sets none. 5xx
+// is retried for idempotent requests because another replica answering
+// well is exactly what redundancy is for.
+var DefaultRetryOn = []string{"connect-error", "reset", "timeout", "digest", "5xx"}
+
+func routeDefaults(r Route, i int) Route {
+	if r.Name == "" {
+		r.Name = fmt.Sprintf("route-%d", i)
+	}
+	if r.Match.PathPrefix == "" {
+		r.Match.PathPrefix = "/"
+	}
+	t := &r.Timeouts
+	t.PerTry = orDur(t.PerTry, DefaultPerTryTimeout)
+	t.Total = orDur(t.Total, DefaultTotalTimeout)
+	rr := &r.Retries
+	if rr.Attempts == 0 {
+		rr.Attempts = DefaultAttempts
+	}
+	if len(rr.On) == 0 {
+		rr.On = DefaultRetryOn
+	}
+	if rr.MaxBody == 0 {
+		rr.MaxBody = DefaultMaxReplayBody
+	}
+	if r.Fallback.Status == 0 {
+		r.Fallback.Status = DefaultFallbackStatus
+	}
+	if r.Fallback.Body == "" {
+		r.Fallback.Body = DefaultFallbackBody
+	}
+	if r.Fallback.ContentType == "" {
+		r.Fallback.ContentType = defaultFallbackCType
+	}
+	return r
+}
+
+func upstreamDefaults(u Upstream) Upstream {
+	if u.SlowStart == 0 {
+		u.SlowStart = DefaultSlowStart
+	}
+	if u.MaxVerifyBody == 0 {
+		u.MaxVerifyBody = DefaultMaxVerifyBody
+	}
+	b := &u.Breaker
+	if b.FailureRate == 0 {
+		b.FailureRate = DefaultBreakerRate
+	}
+	if b.Window == 0 {
+		b.Window = DefaultBreakerWindow
+	}
+	if b.MinCalls == 0 {
+		b.MinCalls = min(DefaultBreakerMinCalls, b.Window)
+	}
+	b.Open = orDur(b.Open, DefaultBreakerOpen)
+	h := &u.Health
+	h.Interval = orDur(h.Interval, time.Second)
+	h.Timeout = orDur(h.Timeout, 500*time.Millisecond)
+	if h.Rise == 0 {
+		h.Rise = 2
+	}
+	if h.Fall == 0 {
+		h.Fall = 2
+	}
+	if h.ExpectStatus == "" {
+		h.ExpectStatus = "200-399"
+	}
+	for i := range u.Endpoints {
+		if u.Endpoints[i].Weight == 0 {
+			u.Endpoints[i].Weight = 1
+		}
+	}
+	return u
+}
+
+func orDur(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func newLimiter(rc Route) (*limit.Limiter, error) {
+	l := rc.Limit
+	var alg limit.Algorithm
+	var err error
+	switch l.Algorithm {
+	case "gradient2":
+		alg, err = limit.NewGradient2(limit.Gradient2Config{InitialLimit: l.Initial, MinLimit: l.Min, MaxLimit: l.Max})
+	case "vegas":
+		alg, err = limit.NewVegas(limit.VegasConfig{InitialLimit: l.Initial, MaxLimit: l.Max})
+	case "aimd":
+		alg, err = limit.NewAIMD(limit.AIMDConfig{InitialLimit: l.Initial, MinLimit: l.Min, MaxLimit: l.Max})
+	default:
+		return nil, fmt.Errorf("unknown algorithm %q", l.Algorithm)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return limit.New(limit.Config{Name: rc.Name, Algorithm: alg})
+}
+
+// latencyWindow keeps the last n successful try latencies, for the
+// quantile a hedge waits. A mutex is fine: it is taken once per try and
+// held for a store; the quantile sorts a copy.
+type latencyWindow struct {
+	mu     sync.Mutex
+	buf    []time.Duration
+	next   int
+	full   bool
+	fresh  int           // samples added since cached was computed
+	cached time.Duration // the last quantile computed
+	cq     float64       // the quantile cached is for
+}
+
+func newLatencyWindow(n int) *latencyWindow { return &latencyWindow{buf: make([]time.Duration, n)} }
+
+func (w *latencyWindow) add(d time.Duration) {
+	w.mu.Lock()
+	w.buf[w.next] = d
+	w.fresh++
+	w.next++
+	if w.next == len(w.buf) {
+		w.next, w.full = 0, true
+	}
+	w.mu.Unlock()
+}
+
+// quantile returns the q-quantile of the window, once it holds at least 20
+// samples. It sorts a copy only after 32 new samples, so a hedged request
+// usually pays for one lock.
+func (w *latencyWindow) quantile(q float64) (time.Duration, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := w.next
+	if w.full {
+		n = len(w.buf)
+	}
+	if n < 20 {
+		return 0, false
+	}
+	if w.cached > 0 && w.cq == q && w.fresh < 32 {
+		return w.cached, true
+	}
+	s := append([]time.Duration(nil), w.buf[:n]...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	w.cached, w.cq, w.fresh = s[min(int(q*float64(n)), n-1)], q, 0
+	return w.cached, true
+}

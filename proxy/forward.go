@@ -1,0 +1,284 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/bulwark-go/bulwark/proxy/balance"
+	"github.com/bulwark-go/bulwark/resilience"
+)
+
+// failKind classifies a failed try, for retry conditions, outlier
+// detection and metrics.
+type failKind uint8
+
+const (
+	failNone    failKind = iota
+	failConnect          // could not connect: the request never reached the endpoint
+	failReset            // connection reset or closed mid-exchange
+	failTimeout          // the per-try timeout expired
+	failStatus           // the endpoint answered with a failure status
+	failDigest           // the body did not match its Content-Digest
+	failOther            // anything else (malformed response, ...)
+)
+
+var failNames = [...]string{"ok", "connect_error", "reset", "timeout", "status", "digest", "other"}
+
+func (k failKind) String() string { return failNames[k] }
+
+// try is the result of sending a request to one endpoint.
+type try struct {
+	ep     *balance.Endpoint
+	resp   *http.Response // with Body replaced by the verified buffer when buffered
+	body   []byte         // the verified body, when buffered
+	err    error
+	kind   failKind
+	cancel context.CancelFunc // ends the try's context; called when the body is done
+	timer  *time.Timer
+}
+
+// discard releases a try that will not be answered to the client.
+func (t *try) discard() {
+	if t.resp != nil && t.body == nil {
+		// Drain a little so the connection can be reused, then close.
+		io.CopyN(io.Discard, t.resp.Body, 4<<10)
+		t.resp.Body.Close()
+	}
+	t.finish()
+}
+
+func (t *try) finish() {
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	if t.cancel != nil {
+		t.cancel()
+	}
+}
+
+// errStatus marks a response whose status counts as a failure (5xx by
+// default), so breakers and retry conditions see it.
+type errStatus int
+
+func (e errStatus) Error() string { return fmt.Sprintf("upstream answered %d", int(e)) }
+
+// send sends one try of r (with the buffered body, if any) to ep and
+// classifies the outcome. It verifies Content-Digest before returning, so
+// a try that returns without error is safe to pass to the client.
+func (rt *route) send(ctx context.Context, r *http.Request, body []byte, ep *balance.Endpoint) *try {
+	m := ep.Data().(*member)
+	t := &try{ep: ep}
+	tctx, cancel := context.WithCancel(ctx)
+	t.cancel = cancel
+	if rt.perTry > 0 {
+		// The per-try timeout covers connecting, the response headers and
+		// the digest check; a streamed body is bounded only by the total.
+		t.timer = time.AfterFunc(rt.perTry, func() { cancel() })
+	}
+	out := rt.outgoing(tctx, r, m.url, body)
+	resp, err := rt.gw.transport.RoundTrip(out)
+	if err != nil {
+		t.err, t.kind = err, classifyErr(tctx, ctx, err, rt.perTry)
+		return t
+	}
+	t.resp = resp
+	if rt.failStatus(resp.StatusCode) {
+		t.err, t.kind = errStatus(resp.StatusCode), failStatus
+	}
+	if err := rt.verify(t, ep.Data().(*member), rt.upstream.maxVerify); err != nil {
+		t.err, t.kind = err, failDigest
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+			t.kind = failTimeout
+			if ctx.Err() == nil {
+				t.err = fmt.Errorf("per-try timeout %v while reading the body: %w", rt.perTry, err)
+			}
+		} else if !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, ErrDigestMissing) {
+			t.kind = failReset
+		}
+	}
+	if t.timer != nil && (t.kind == failNone || t.kind == failStatus) {
+		t.timer.Stop() // the answer is here: a streaming body is not a slow try
+	}
+	return t
+}
+
+// verify checks the response's Content-Digest. Bodies up to max bytes are
+// read whole and checked before the client sees anything; larger ones are
+// checked as they stream (see streamVerifier).
+func (rt *route) verify(t *try, m *member, max int64) error {
+	resp := t.resp
+	h := resp.Header.Get("Content-Digest")
+	if h == "" {
+		if rt.requireDigest && resp.StatusCode < 300 && resp.Request.Method != http.MethodHead {
+			resp.Body.Close()
+			return ErrDigestMissing
+		}
+		return nil
+	}
+	d, err := parseContentDigest(h)
+	if err != nil || !d.any {
+		if rt.requireDigest {
+			resp.Body.Close()
+			return fmt.Errorf("%w: unusable header %q", ErrDigestMissing, h)
+		}
+		return nil
+	}
+	if resp.Request.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		return nil
+	}
+	if resp.ContentLength > max {
+		resp.Body = &streamVerifier{rc: resp.Body, v: newVerifier(d)}
+		return nil
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, max64(resp.ContentLength, 512)))
+	n, err := io.Copy(buf, io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		resp.Body.Close()
+		return err
+	}
+	if n > max { // no Content-Length and too large: check the rest while streaming
+		resp.Body = &streamVerifier{rc: resp.Body, v: newVerifier(d), head: buf.Bytes()}
+		return nil
+	}
+	resp.Body.Close()
+	v := newVerifier(d)
+	v.Write(buf.Bytes())
+	if err := v.check(); err != nil {
+		return err
+	}
+	t.body = buf.Bytes()
+	resp.Body = io.NopCloser(bytes.NewReader(t.body))
+	return nil
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// streamVerifier checks a large body's digest as it streams. On a
+// mismatch the last read fails, so the gateway aborts the client's
+// response instead of completing it: the client never receives a whole
+// body whose digest failed.
+type streamVerifier struct {
+	rc   io.ReadCloser
+	v    *verifier
+	head []byte
+}
+
+func (s *streamVerifier) Read(p []byte) (int, error) {
+	if len(s.head) > 0 {
+		n := copy(p, s.head)
+		s.v.Write(s.head[:n])
+		s.head = s.head[n:]
+		return n, nil
+	}
+	n, err := s.rc.Read(p)
+	s.v.Write(p[:n])
+	if err == io.EOF {
+		if cerr := s.v.check(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
+}
+
+func (s *streamVerifier) Close() error { return s.rc.Close() }
+
+// classifyErr tells a connect failure (safe to retry anywhere: nothing was
+// sent) from a reset and from our own per-try timeout.
+func classifyErr(tctx, ctx context.Context, err error, perTry time.Duration) failKind {
+	if ctx.Err() != nil {
+		return failOther // the client left or the total timeout expired: not the endpoint's fault
+	}
+	if tctx.Err() != nil || isTimeout(err) {
+		return failTimeout
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return failConnect
+	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return failConnect
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.EPIPE) || strings.Contains(err.Error(), "server closed") {
+		return failReset
+	}
+	return failOther
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// outgoing builds the request sent to an endpoint: the client's request
+// with the endpoint's scheme and host, hop-by-hop headers removed and
+// forwarding headers added. The Host header is the client's, as nginx's
+// proxy_set_header Host $host and HAProxy do.
+func (rt *route) outgoing(ctx context.Context, in *http.Request, base *url.URL, body []byte) *http.Request {
+	out := in.Clone(ctx) // shallow for the body; deep for headers and URL
+	out.RequestURI = ""
+	out.URL.Scheme = base.Scheme
+	out.URL.Host = base.Host
+	if base.Path != "" && base.Path != "/" {
+		out.URL.Path = strings.TrimSuffix(base.Path, "/") + in.URL.Path
+		out.URL.RawPath = ""
+	}
+	out.Host = in.Host
+	out.Close = false
+	removeHopHeaders(out.Header, true)
+	addForwarded(out.Header, in)
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header["User-Agent"] = []string{""} // do not let net/http add its own
+	}
+	if body != nil {
+		out.Body = io.NopCloser(bytes.NewReader(body))
+		out.ContentLength = int64(len(body))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	} else if in.ContentLength == 0 {
+		out.Body = nil
+	}
+	return out
+}
+
+// failStatus reports whether an endpoint's status counts as its failure.
+func (rt *route) failStatus(code int) bool {
+	return code >= 500 && code != http.StatusNotImplemented && code != http.StatusHTTPVersionNotSupported
+}
+
+// retryable reports whether a failed try may be sent again elsewhere.
+func (rt *route) retryable(t *try) bool {
+	for _, c := range rt.retryOn {
+		switch {
+		case c.kind == "connect-error" && t.kind == failConnect,
+			c.kind == "reset" && t.kind == failReset,
+			c.kind == "timeout" && t.kind == failTimeout,
+			c.kind == "digest" && t.kind == failDigest:
+			return true
+		case c.kind == "status" && t.resp != nil && t.resp.StatusCode >= c.lo && t.resp.StatusCode <= c.hi:
+			return true
+		}
+	}
+	return false
+}
+
+// outcomeOf turns a try's error into what a breaker learns.
+func outcomeOf(err error, lat time.Duration) resilience.Outcome {
+	return resilience.Outcome{Err: err, Latency: lat}
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/proxy/balance"
+	"github.com/bulwark-go/bulwark/proxy/health"
+)
+
+// errTry stands for a transport failure when the detector only needs to
+// know there was one.
+var errTry = errors.New("try failed")
+
+// passiveHealth connects a pool to outlier detection: every try's outcome
+// goes to the detector, and its verdicts (ejected, down, up) go to the
+// balancer, combined with what the registry says of the instance.
+type passiveHealth struct {
+	p *pool
+	d *health.Detector // nil when outlier detection is disabled
+
+	mu       sync.Mutex
+	registry map[string]bulwark.Health // health the registry reported, by endpoint ID
+}
+
+func newPassiveHealth(p *pool, o Outlier) *passiveHealth {
+	ph := &passiveHealth{p: p, registry: map[string]bulwark.Health{}}
+	if o.Disabled {
+		return ph
+	}
+	// Gateway defaults: Envoy's rules with a 1 s analysis interval (Envoy's
+	// 10 s is slow for a pool of a few replicas) and statistical checks that
+	// run on pools of 3, the smallest redundant pool.
+	d, err := health.NewDetector(health.DetectorConfig{
+		Interval:                   time.Second,
+		ConsecutiveGatewayFailures: o.ConsecutiveFailures,
+		Consecutive5xx:             o.Consecutive5xx,
+		SuccessRateMinHosts:        3,
+		LatencyMinHosts:            3,
+		RequestVolume:              20,
+		BaseEjectionTime:           o.BaseEjection,
+		MaxEjectionPercent:         o.MaxEjectionPercent,
+		OnChange:                   ph.changed,
+		Logger:                     p.logger,
+	})
+	if err != nil { // only invalid config fails, and Validate has run
+		p.logger.Error("outlier detection disabled", "upstream", p.name, "err", err)
+		return ph
+	}
+	ph.d = d
+	return ph
+}
+
+func (ph *passiveHealth) start(ctx context.Context, wg *sync.WaitGroup) {
+	if ph.d == nil {
+		return
+	}
+	ph.d.Start()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		ph.d.Close()
+	}()
+}
+
+// observe reports one try.
+func (ph *passiveHealth) observe(ep *balance.Endpoint, k failKind, status int, lat time.Duration) {
+	if ph.d == nil || ep == nil {
+		return
+	}
+	o := health.Outcome{Status: status, Latency: lat}
+	switch k {
+	case failConnect, failReset, failTimeout:
+		o.Err = errTry
+	case failDigest:
+		o.DigestMismatch = true
+	}
+	ph.d.Report(ep.ID(), o)
+}
+
+// changed receives the detector's verdicts.
+func (ph *passiveHealth) changed(id string, h bulwark.Health) {
+	p := ph.p
+	ph.mu.Lock()
+	reg := ph.registry[id]
+	ph.mu.Unlock()
+	p.set.SetHealth(id, combine(h, reg))
+	switch h {
+	case bulwark.HealthEjected:
+		if p.metrics != nil {
+			p.metrics.ejected(p.name, "outlier")
+		}
+		p.events(Event{Kind: "ejected", Upstream: p.name, Endpoint: id, Detail: "outlier detection"})
+	case bulwark.HealthDown:
+		p.events(Event{Kind: "health", Upstream: p.name, Endpoint: id, Detail: "down by active probes"})
+	case bulwark.HealthUp:
+		p.events(Event{Kind: "returned", Upstream: p.name, Endpoint: id, Detail: "back in rotation"})
+	}
+}
+
+// setEndpoints tells the detector the pool's membership and the registry's
+// view of each instance, and applies the combined health.
+func (ph *passiveHealth) setEndpoints(insts []bulwark.Instance) {
+	ids := make([]string, len(insts))
+	reg := make(map[string]bulwark.Health, len(insts))
+	for i, in := range insts {
+		ids[i] = instanceID(in)
+		reg[ids[i]] = in.Health
+	}
+	ph.mu.Lock()
+	ph.registry = reg
+	ph.mu.Unlock()
+	if ph.d != nil {
+		ph.d.SetEndpoints(ids)
+	}
+	for _, id := range ids {
+		det := bulwark.HealthUnknown
+		if ph.d != nil {
+			det = ph.d.Health(id)
+		}
+		ph.p.set.SetHealth(id, combine(det, reg[id]))
+	}
+}
+
+// combine returns the worse of the gateway's own verdict and the
+// registry's: a suspect instance is routed away from even while its
+// traffic looks fine.
+func combine(own, registry bulwark.Health) bulwark.Health {
+	if registry == bulwark.HealthSuspect || registry == bulwark.HealthDown {
+		if !own.Routable() && own != bulwark.HealthUnknown {
+			return own
+		}
+		return registry
+	}
+	return own
+}
+
+func (ph *passiveHealth) panicking() bool { return ph.d != nil && ph.d.Panic() }
+
+// ejectedUntil returns when the endpoint's ejection ends, or zero.
+func (ph *passiveHealth) ejectedUntil(id string) time.Time {
+	if ph.d == nil {
+		return time.Time{}
+	}
+	for _, s := range ph.d.Status() {
+		if s.ID == id && s.Ejected {
+			return s.EjectedUntil
+		}
+	}
+	return time.Time{}
+}
+
+func instanceID(in bulwark.Instance) string {
+	if in.ID != "" {
+		return in.ID
+	}
+	return in.Address
+}
+
+// activeHealth runs the pool's active probes.
+type activeHealth struct {
+	p *pool
+	c *health.Checker
+}
+
+func newActiveHealth(p *pool) *activeHealth {
+	h := p.cfg.Health
+	lo, hi, _ := parseStatusRange(h.ExpectStatus)
+	ah := &activeHealth{p: p}
+	c, err := health.NewChecker(health.CheckerConfig{
+		TCP: h.TCP, Path: h.Path, StatusMin: lo, StatusMax: hi, Interval: h.Interval, Timeout: h.Timeout,
+		Rise: h.Rise, Fall: h.Fall, Logger: p.logger,
+		OnChange: func(id string, hl bulwark.Health) {
+			if p.passive.d != nil {
+				p.passive.d.SetProbeHealth(id, hl)
+				return
+			}
+			p.passive.changed(id, hl)
+		},
+	})
+	if err != nil {
+		p.logger.Error("active health checks disabled", "upstream", p.name, "err", err)
+		return ah
+	}
+	ah.c = c
+	return ah
+}
+
+func (ah *activeHealth) start(ctx context.Context, wg *sync.WaitGroup) {
+	if ah.c == nil {
+		return
+	}
+	ah.setTargets()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-ctx.Done()
+		ah.c.Close()
+	}()
+}
+
+func (ah *activeHealth) setTargets() {
+	if ah.c == nil {
+		return
+	}
+	eps := ah.p.set.Endpoints()
+	ts := make([]health.Target, len(eps))
+	for i, e := range eps {
+		ts[i] = health.Target{ID: e.ID(), Address: e.Address()}
+	}
+	ah.c.SetTargets(ts)
+}

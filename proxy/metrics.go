@@ -1,0 +1,105 @@
+package proxy
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the gateway's Prometheus metrics. Per-request series are
+// resolved once per route and status code and cached, because a
+// CounterVec lookup hashes its labels on every call.
+type metrics struct {
+	reg       *prometheus.Registry
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	tries     *prometheus.CounterVec
+	tryDur    *prometheus.HistogramVec
+	retries   *prometheus.CounterVec
+	hedges    *prometheus.CounterVec
+	exhausted *prometheus.CounterVec
+	ejections *prometheus.CounterVec
+
+	mu     sync.Mutex
+	routes map[string]*routeMetrics
+}
+
+type routeMetrics struct {
+	m        *metrics
+	name     string
+	duration prometheus.Observer
+	codes    [600]atomic.Pointer[prometheus.Counter]
+	inflight atomic.Int64
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{reg: reg, routes: map[string]*routeMetrics{}}
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "requests_total", Help: "Requests answered, by route and status code."}, []string{"route", "code"})
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "request_duration_seconds", Help: "Time to answer a request, retries included.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"route"})
+	m.tries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "tries_total", Help: "Tries sent to endpoints, by upstream and outcome."}, []string{"upstream", "outcome"})
+	m.tryDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "try_duration_seconds", Help: "Time of one try to an endpoint.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"upstream"})
+	m.retries = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "retries_total", Help: "Retries on another endpoint, by route and the failure retried."}, []string{"route", "reason"})
+	m.hedges = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "hedges_total", Help: "Hedged tries sent, by route."}, []string{"route"})
+	m.exhausted = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "retry_budget_exhausted_total", Help: "Retries not sent because the route's retry budget was spent."}, []string{"route"})
+	m.ejections = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "ejections_total", Help: "Endpoints ejected by outlier detection, by upstream and reason."}, []string{"upstream", "reason"})
+	reg.MustRegister(m.requests, m.duration, m.tries, m.tryDur, m.retries, m.hedges, m.exhausted, m.ejections)
+	return m
+}
+
+func (m *metrics) route(name string) *routeMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rm := m.routes[name]
+	if rm == nil {
+		rm = &routeMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name)}
+		m.routes[name] = rm
+	}
+	return rm
+}
+
+// begin starts the accounting of one request on a route.
+func (m *metrics) begin(route string) *routeMetrics {
+	rm := m.route(route)
+	rm.inflight.Add(1)
+	return rm
+}
+
+func (rm *routeMetrics) end(code int, start time.Time) {
+	rm.inflight.Add(-1)
+	rm.duration.Observe(time.Since(start).Seconds())
+	if code < 100 || code >= len(rm.codes) {
+		code = 599
+	}
+	c := rm.codes[code].Load()
+	if c == nil {
+		cnt := rm.m.requests.WithLabelValues(rm.name, strconv.Itoa(code))
+		rm.codes[code].Store(&cnt)
+		c = &cnt
+	}
+	(*c).Inc()
+}
+
+func (m *metrics) try(upstream string, k failKind, d time.Duration) {
+	m.tries.WithLabelValues(upstream, k.String()).Inc()
+	m.tryDur.WithLabelValues(upstream).Observe(d.Seconds())
+}
+
+func (m *metrics) retry(route string, k failKind) { m.retries.WithLabelValues(route, k.String()).Inc() }
+func (m *metrics) hedge(route string)             { m.hedges.WithLabelValues(route).Inc() }
+func (m *metrics) budgetExhausted(route string)   { m.exhausted.WithLabelValues(route).Inc() }
+func (m *metrics) ejected(upstream, reason string) {
+	m.ejections.WithLabelValues(upstream, reason).Inc()
+}
