@@ -25,7 +25,8 @@ type Config struct {
 	Host string
 	// Port is the client port of the embedded server: 0 (default) means no
 	// client listener at all (nats-server's DontListen; Bulwark connects in
-	// process), -1 a random port, anything else that port.
+	// process), -1 a random port, anything else that port. A clustered
+	// server always listens: there 0 means a random port.
 	Port int
 	// Cluster, when set, joins the embedded server to a JetStream cluster.
 	Cluster *ClusterConfig
@@ -45,6 +46,9 @@ type Config struct {
 	// Duplicates is the work stream's deduplication window for
 	// Idempotency-Keys. Default 2 minutes.
 	Duplicates time.Duration
+	// StatusTTL is how long a message's status record is kept after its
+	// last change. Default 7 days.
+	StatusTTL time.Duration
 	// SyncInterval is how often the file store fsyncs. Default 0 means
 	// nats-server's default, 2 minutes; see the package doc for what that
 	// risks.
@@ -115,8 +119,8 @@ var (
 	subjectRe = regexp.MustCompile(`^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$`)
 )
 
-// maxBodyLimit keeps an encoded message (base64 body plus metadata) under
-// nats-server's 8 MiB hard payload limit.
+// maxBodyLimit keeps a stored message (body plus metadata header) well under
+// the 8 MiB above which nats-server warns that payloads hurt performance.
 const maxBodyLimit = 4 << 20
 
 // Validate reports every invalid field at once.
@@ -161,7 +165,7 @@ func (c *Config) Validate() error {
 	if c.Partitions > 1024 {
 		bad("delivery: Partitions %d: at most 1024", c.Partitions)
 	}
-	for name, d := range map[string]time.Duration{"Duplicates": c.Duplicates, "SyncInterval": c.SyncInterval,
+	for name, d := range map[string]time.Duration{"Duplicates": c.Duplicates, "StatusTTL": c.StatusTTL, "SyncInterval": c.SyncInterval,
 		"AckWait": c.AckWait, "AttemptTimeout": c.AttemptTimeout, "ReadyTimeout": c.ReadyTimeout,
 		"OpTimeout": c.OpTimeout, "DrainTimeout": c.DrainTimeout, "StatsInterval": c.StatsInterval} {
 		if d < 0 {
@@ -211,6 +215,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.Partitions, 16)
 	defInt(&c.MaxPendingPublishes, 4096)
 	def(&c.Duplicates, 2*time.Minute)
+	def(&c.StatusTTL, 7*24*time.Hour)
 	def(&c.AckWait, 30*time.Second)
 	def(&c.AttemptTimeout, 30*time.Second)
 	def(&c.ReadyTimeout, 10*time.Second)

@@ -56,9 +56,9 @@ func (s *Service) Enqueue(ctx context.Context, m *bulwark.Message) (string, erro
 		key = c.ID
 	}
 	c.Header.Set(idempotencyHeader, key)
-	data, err := json.Marshal(&c)
+	hdr, data, err := encode(&c)
 	if err != nil {
-		return "", fmt.Errorf("delivery: encode: %w", err)
+		return "", err
 	}
 	st, _ := json.Marshal(bulwark.DeliveryStatus{ID: c.ID, State: bulwark.DeliveryQueued, Updated: c.Accepted})
 
@@ -66,7 +66,7 @@ func (s *Service) Enqueue(ctx context.Context, m *bulwark.Message) (string, erro
 	// only if absent (expected last subject sequence 0): the work stream and
 	// the status bucket ingest independently, and a worker may already have
 	// recorded a later state, which must not be overwritten with "queued".
-	work, err := s.js.PublishMsgAsync(&nats.Msg{Subject: s.subject(c.OrderKey), Data: data}, jetstream.WithMsgID(c.ID))
+	work, err := s.js.PublishMsgAsync(&nats.Msg{Subject: s.subject(c.OrderKey), Header: hdr, Data: data}, jetstream.WithMsgID(c.ID))
 	if err != nil {
 		return "", fmt.Errorf("delivery: publish: %w", err)
 	}

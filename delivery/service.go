@@ -145,16 +145,24 @@ func (s *Service) startServer() error {
 		ServerName:   c.ServerName,
 		Host:         c.Host,
 		Port:         c.Port,
-		DontListen:   c.Port == 0,
+		DontListen:   c.Port == 0 && c.Cluster == nil,
 		NoSigs:       true,
 		JetStream:    true,
 		StoreDir:     c.DataDir,
 		SyncInterval: c.SyncInterval,
 		SyncAlways:   c.SyncAlways,
-		// A message is its JSON (base64 body) plus headers.
-		MaxPayload: int32(max(1<<20, c.MaxBody*4/3+64<<10)),
+		// A stored message is its body plus a header with the request's
+		// metadata and headers.
+		MaxPayload: int32(max(1<<20, c.MaxBody+256<<10)),
 	}
 	if c.Cluster != nil {
+		// nats-server starts routing only after its client listener is up
+		// (Server.Start: StartRouting waits for clientListenReady, which
+		// DontListen never closes), and its Shutdown then waits forever:
+		// a clustered server always listens, on a random port by default.
+		if opts.Port == 0 {
+			opts.Port = -1
+		}
 		opts.Cluster = server.ClusterOpts{Name: c.Cluster.Name, Host: c.Cluster.Host, Port: c.Cluster.Port}
 		if opts.Cluster.Host == "" {
 			opts.Cluster.Host = "127.0.0.1"
@@ -216,6 +224,7 @@ func (s *Service) setupStreams(ctx context.Context) error {
 			Bucket:      c.Name + "_STATUS",
 			Description: "Bulwark delivery status per message id",
 			History:     1,
+			TTL:         c.StatusTTL,
 			Storage:     jetstream.FileStorage,
 			Replicas:    c.Replicas,
 		})
@@ -268,9 +277,10 @@ func transient(err error) bool {
 }
 
 // Close stops fetching, lets deliveries in flight finish for up to
-// DrainTimeout (then cancels them; they are redelivered later), closes the
-// connection and shuts the embedded server down, waiting for all goroutines.
-// It is idempotent.
+// DrainTimeout (then cancels them and hands them back with a Nak), closes
+// the connection and shuts the embedded server down, waiting for all
+// goroutines. Messages the client library had fetched but no worker had
+// started yet are redelivered after AckWait. It is idempotent.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
@@ -323,7 +333,7 @@ func (s *Service) shutdown() error {
 // ClientURL is the embedded server's client URL ("" when it does not
 // listen or is external), for tools and peers.
 func (s *Service) ClientURL() string {
-	if s.srv == nil || s.cfg.Port == 0 {
+	if s.srv == nil || (s.cfg.Port == 0 && s.cfg.Cluster == nil) {
 		return ""
 	}
 	return s.srv.ClientURL()

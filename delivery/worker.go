@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -89,7 +88,16 @@ func (s *Service) fetchLoop(fetchCtx, workCtx context.Context, it jetstream.Mess
 			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || errors.Is(err, nats.ErrConnectionClosed) {
 				return
 			}
+			// Missed heartbeats and the like while the server is away:
+			// the iterator recovers by itself; do not spin meanwhile.
 			s.log.Debug("delivery: fetch", "err", err)
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-fetchCtx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			continue
 		}
 		if ordered {
@@ -117,10 +125,10 @@ func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
 	attempt := int(meta.NumDelivered)
 	defer s.heartbeat(msg)()
 
-	var m bulwark.Message
-	if err := json.Unmarshal(msg.Data(), &m); err != nil {
+	m, err := decode(msg.Headers(), msg.Data())
+	if err != nil {
 		// Retrying cannot fix an undecodable message: dead-letter it as is.
-		s.deadLetter(ctx, msg, meta, "", attempt, 0, "undecodable message: "+err.Error())
+		s.deadLetter(ctx, msg, meta, "", attempt, 0, err.Error())
 		return
 	}
 	release, err := s.sems.acquire(ctx, m.Upstream)
@@ -173,7 +181,7 @@ func failureText(code int, err error) string {
 // terminates it in the work stream. If the copy fails the message stays in
 // the work stream and is retried after a backoff, so it is never lost.
 func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetstream.MsgMetadata, id string, attempt, code int, lastErr string) {
-	h := nats.Header{}
+	h := storedHeader(msg.Headers())
 	h.Set(hdrID, id)
 	h.Set(hdrAttempts, strconv.Itoa(attempt))
 	h.Set(hdrLastStatus, strconv.Itoa(code))

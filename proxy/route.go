@@ -315,7 +315,9 @@ func (rt *route) hedged(ctx context.Context, r *http.Request, body []byte, tried
 		hctx, hcancel := context.WithCancel(ctx)
 		idx := len(cancels)
 		cancels = append(cancels, hcancel)
-		go func() { results <- result{rt.observe(ep, done, func() *try { return rt.send(hctx, r, body, ep) }), idx} }()
+		go func() {
+			results <- result{rt.observe(ep, done, func() *try { return rt.send(hctx, r, body, ep) }), idx}
+		}()
 		return true
 	}
 	if !launch() {

@@ -285,6 +285,14 @@ func (n *Node) handleService(w http.ResponseWriter, r *http.Request) {
 		n.writeError(w, err)
 		return
 	}
+	minIndex, err := minIndexParam(r.URL.Query())
+	if err != nil {
+		n.writeError(w, err)
+		return
+	}
+	if !n.waitCatalog(r.Context(), minIndex, minIndexWait) {
+		return
+	}
 	v, ok := n.waitService(r.Context(), service, index, wait)
 	if !ok {
 		return // client went away or node closing
@@ -300,28 +308,59 @@ func (n *Node) serviceResponse(service string, v serviceView) ServiceResponse {
 	return ServiceResponse{Service: service, Index: v.index, Stale: n.stale(), Instances: inst}
 }
 
-// waitService returns the service once its index passes index, or at the
-// end of wait. ok is false when ctx or the node ended first.
-func (n *Node) waitService(ctx context.Context, service string, index uint64, wait time.Duration) (serviceView, bool) {
-	v := n.fsm.service(service)
-	if v.index > index || wait <= 0 {
-		return v, true
+// minIndexWait bounds how long a read waits for this node to apply a
+// write its client has already seen acknowledged.
+const minIndexWait = 2 * time.Second
+
+// waitCatalog waits until the catalog index reaches min (read-your-writes
+// for clients that pass ?min_index= with the index of their last write) or
+// until wait elapses; then the read proceeds anyway. ok is false when ctx
+// or the node ended first.
+func (n *Node) waitCatalog(ctx context.Context, min uint64, wait time.Duration) bool {
+	if min == 0 {
+		return true
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	for v.index <= index {
+	for {
+		idx, changed := n.fsm.catalogIndex()
+		if idx >= min {
+			return true
+		}
 		select {
-		case <-v.changed:
-			v = n.fsm.service(service)
+		case <-changed:
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		case <-n.ctx.Done():
+			return false
+		}
+	}
+}
+
+// waitService returns the service once its index passes index, or at the
+// end of wait. ok is false when ctx or the node ended first.
+func (n *Node) waitService(ctx context.Context, service string, index uint64, wait time.Duration) (serviceView, bool) {
+	cur, changed := n.fsm.serviceIndex(service)
+	if cur > index || wait <= 0 {
+		return n.fsm.service(service), true
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for cur <= index {
+		select {
+		case <-changed:
+			cur, changed = n.fsm.serviceIndex(service)
 		case <-timer.C:
 			return n.fsm.service(service), true
 		case <-ctx.Done():
-			return v, false
+			return serviceView{}, false
 		case <-n.ctx.Done():
-			return v, false
+			return serviceView{}, false
 		}
 	}
-	return v, true
+	return n.fsm.service(service), true
 }
 
 // handleWatch streams the service as Server-Sent Events: one "instances"

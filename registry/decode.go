@@ -170,3 +170,16 @@ func blockingParams(q url.Values) (index uint64, wait time.Duration, err error) 
 	}
 	return index, wait, nil
 }
+
+// minIndexParam parses ?min_index=N (0 when absent).
+func minIndexParam(q url.Values) (uint64, error) {
+	s := q.Get("min_index")
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, &FieldError{Field: "min_index", Msg: "want a non-negative integer"}
+	}
+	return v, nil
+}

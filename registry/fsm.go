@@ -248,21 +248,30 @@ func (s fsmSnapshot) Release() {}
 type serviceView struct {
 	index     uint64
 	instances []InstanceInfo
-	changed   <-chan struct{}
 }
 
-// service returns the instances of a service sorted by ID, the service's
-// index (at least 1, so index=0 blocking queries return at once and a
-// client never loops on 0), and the channel closed at the next change.
+// service returns the instances of a service sorted by ID and the
+// service's index (at least 1, so index=0 blocking queries return at once
+// and a client never loops on 0).
 func (f *fsm) service(name string) serviceView {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	v := serviceView{index: max(1, f.cat.ServiceIndex[name]), changed: f.changed}
+	v := serviceView{index: max(1, f.cat.ServiceIndex[name])}
 	for _, inst := range f.cat.Services[name] {
 		v.instances = append(v.instances, inst.clone())
 	}
 	slices.SortFunc(v.instances, func(a, b InstanceInfo) int { return strings.Compare(a.ID, b.ID) })
 	return v
+}
+
+// serviceIndex returns a service's index and the channel closed at the
+// next change, without copying instances: blocking queries wake on every
+// catalog change and use this to go back to sleep cheaply when the change
+// was to another service.
+func (f *fsm) serviceIndex(name string) (uint64, <-chan struct{}) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return max(1, f.cat.ServiceIndex[name]), f.changed
 }
 
 // services returns every service name with its instance count, and the
@@ -286,6 +295,14 @@ func (f *fsm) lookup(service, id string) (InstanceInfo, bool) {
 		return InstanceInfo{}, false
 	}
 	return inst.clone(), true
+}
+
+// catalogIndex returns the raw catalog index and the channel closed at the
+// next change.
+func (f *fsm) catalogIndex() (uint64, <-chan struct{}) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.cat.Index, f.changed
 }
 
 // index returns the catalog index.

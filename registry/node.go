@@ -92,19 +92,11 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		n.id = "node-" + strings.NewReplacer(":", "-", "[", "", "]", "").Replace(n.raftAddr)
 	}
 
-	n.store, err = openBoltStore(filepath.Join(cfg.DataDir, "raft.db"))
+	snaps, existing, err := n.openStores(raftLog)
 	if err != nil {
-		return nil, fmt.Errorf("registry: open raft log: %w", err)
+		return nil, err
 	}
 	closers = append(closers, func() { n.store.Close() })
-	snaps, err := raft.NewFileSnapshotStore(cfg.DataDir, 2, raftLog)
-	if err != nil {
-		return nil, fmt.Errorf("registry: snapshot store: %w", err)
-	}
-	existing, err := raft.HasExistingState(n.store, n.store, snaps)
-	if err != nil {
-		return nil, fmt.Errorf("registry: read raft state: %w", err)
-	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -125,6 +117,36 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 
+	n.serve(ln, notify)
+	ok = true
+	n.log.Info("registry: node started", "id", n.id, "raft", n.raftAddr, "http", n.httpAddr, "existing_state", existing)
+	return n, nil
+}
+
+// openStores opens the Raft log/stable store and the snapshot store, and
+// reports whether they hold state from an earlier run.
+func (n *Node) openStores(w io.Writer) (raft.SnapshotStore, bool, error) {
+	var err error
+	n.store, err = openBoltStore(filepath.Join(n.cfg.DataDir, "raft.db"))
+	if err != nil {
+		return nil, false, fmt.Errorf("registry: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStore(n.cfg.DataDir, 2, w)
+	if err != nil {
+		n.store.Close()
+		return nil, false, fmt.Errorf("registry: snapshot store: %w", err)
+	}
+	existing, err := raft.HasExistingState(n.store, n.store, snaps)
+	if err != nil {
+		n.store.Close()
+		return nil, false, fmt.Errorf("registry: read raft state: %w", err)
+	}
+	return snaps, existing, nil
+}
+
+// serve starts the node's goroutines: HTTP API, leadership watcher and
+// membership loop.
+func (n *Node) serve(ln net.Listener, notify <-chan bool) {
 	n.httpSrv = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return n.ctx }}
 	n.goFunc(func() {
@@ -134,9 +156,6 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	})
 	n.goFunc(func() { n.watchLeadership(notify) })
 	n.goFunc(n.maintainMembership)
-	ok = true
-	n.log.Info("registry: node started", "id", n.id, "raft", n.raftAddr, "http", n.httpAddr, "existing_state", existing)
-	return n, nil
 }
 
 func (n *Node) openTransport(w io.Writer) (*raft.NetworkTransport, error) {

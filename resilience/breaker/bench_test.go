@@ -123,3 +123,17 @@ func BenchmarkBreakerMixedParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkBreakerPipeline is the breaker as the only policy of a
+// resilience pipeline, through resilience.Do.
+func BenchmarkBreakerPipeline(b *testing.B) {
+	p := resilience.New(resilience.Policies{Breaker: newBench(b, breaker.Config{})})
+	ctx := context.Background()
+	fn := func(context.Context) (int, error) { return 42, nil }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := resilience.Do(ctx, p, fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -183,6 +183,9 @@ func (v *Vegas) resetProbeJitter() { v.probeJit = 0.5 + 0.5*v.cfg.Rand.Float64()
 
 // Update applies the Vegas rule to one window.
 func (v *Vegas) Update(s Sample) int {
+	if s.RTT <= 0 {
+		return int(v.estimate) // the Java rejects rtt ≤ 0; nothing to learn
+	}
 	v.probeCount++
 	if v.probeJit*float64(v.cfg.ProbeMultiplier)*v.estimate <= float64(v.probeCount) {
 		// Probe: forget the minimum so a baseline that really rose is seen.
@@ -301,6 +304,9 @@ func NewGradient2(cfg Gradient2Config) (*Gradient2, error) {
 
 // Update applies the Gradient2 rule to one window.
 func (g *Gradient2) Update(s Sample) int {
+	if s.RTT <= 0 {
+		return int(g.estimate)
+	}
 	queue := float64(g.cfg.QueueSize)
 	short := float64(s.RTT)
 	long := g.long.add(short)

@@ -25,9 +25,13 @@
 // window's average RTT, its maximum in-flight count and whether anything
 // was dropped. One goroutine updates at a time (TryLock); the others keep
 // adding samples. Releases do not read the clock: the RTT comes with the
-// outcome, and only every eighth sample past WindowSize checks whether the
-// window has ended. Acquire and release are a handful of atomic operations
-// and allocate nothing.
+// outcome, and only some samples check whether the window has ended, about
+// sixteen per window (one in eight at first), so a window may close a
+// little after it is due. Samples are
+// spread over eight cache-line stripes by their admission count, so
+// concurrent releases seldom write the same line. Acquire and release are
+// a few atomic operations and allocate nothing; RTTs are summed in whole
+// microseconds.
 //
 // # Queueing and partitions
 //

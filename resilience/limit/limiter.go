@@ -115,39 +115,55 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Window accounting: the count and the RTT sum (in microseconds) share one
-// word, so recording a sample is one atomic add and the two never disagree.
+// Window accounting: a stripe's sample count and RTT sum (in microseconds)
+// share one word, so recording a sample is one atomic add and the two never
+// disagree.
 const (
+	stripes    = 8
 	countBits  = 24
 	countMask  = 1<<countBits - 1
 	forceCount = 1 << 22 // close a window this full whatever the clock says
-	// checkEvery is how often, in samples past WindowSize, a release reads
-	// the clock to see whether the window has ended: a clock read costs as
-	// much as the rest of the release, so only one release in checkEvery
-	// pays it. The price is that a window may run up to checkEvery samples
-	// past its end.
-	checkEvery = 8
+	// A release checks whether the window has ended when its stripe's
+	// count reaches firstCheck and then every 2^k samples, where k is chosen
+	// at each window's close, from that window's sample rate, to give about
+	// checksPerWindow checks per window, within [0, maxCheckShift]. Checking reads the clock (and takes
+	// the updater's TryLock), which costs more than the rest of the release,
+	// so at high rates almost no release pays for it; at low rates every
+	// release may, which costs nothing that matters. The price is that a
+	// window may run about 1/checksPerWindow of its length past its end, or
+	// up to stripes·2^maxCheckShift samples after a sudden drop in traffic.
+	initialCheckShift = 3
+	maxCheckShift     = 6
+	checksPerWindow   = 16
 )
+
+type stripe struct {
+	v atomic.Uint64 // count | sumµs<<countBits
+	_ [56]byte
+}
 
 // Limiter caps the calls in flight at a limit that an [Algorithm] adapts
 // from observed RTTs (Netflix concurrency-limits). It is a
 // [resilience.Guard]; use it server-side to shed load, or client-side to
 // stop queueing on a slow dependency. Safe for concurrent use.
 type Limiter struct {
-	// The two words every call writes share a cache line, so a release
-	// moves one line between cores, not two. The words after them are
-	// written only when a window closes or the limit moves, so on their own
-	// lines they stay shared in every core's cache.
-	_        [64]byte
-	inflight atomic.Int64  // written by every acquire and release
-	win      atomic.Uint64 // count | sumµs<<countBits, written by every sample
-	_        [48]byte
-	minRTT   atomic.Int64 // window's candidate (minimum) RTT in ns
-	maxIn    atomic.Int64 // window's max in-flight
-	dropped  atomic.Bool
-	_        [47]byte
-	limit    atomic.Int64 // read-mostly from here on
-	waiters  atomic.Int64
+	// inflight is the one word every call must share. Samples go to
+	// stripes picked by the sample's admission count (calls in flight
+	// together mostly have distinct counts), so concurrent releases rarely
+	// write the same line. The words after them are written only when a
+	// window closes or the limit moves; on their own lines they stay shared
+	// in every core's cache.
+	_         [64]byte
+	inflight  atomic.Int64 // written by every acquire and release
+	_         [56]byte
+	win       [stripes]stripe
+	minRTT    atomic.Int64 // window's candidate (minimum) RTT in ns
+	maxIn     atomic.Int64 // window's max in-flight
+	dropped   atomic.Bool
+	_         [47]byte
+	limit     atomic.Int64 // read-mostly from here on
+	waiters   atomic.Int64
+	checkMask atomic.Uint64 // 2^k − 1: see maxCheckShift
 
 	name       string
 	obs        resilience.Observer
@@ -155,6 +171,7 @@ type Limiter struct {
 	minWindow  time.Duration
 	maxWindow  time.Duration
 	windowSize uint64
+	firstCheck uint64 // a stripe's count at its first check
 	maxWait    time.Duration
 	maxQueue   int
 	order      Order
@@ -164,12 +181,14 @@ type Limiter struct {
 	mu         sync.Mutex // the updater; taken with TryLock
 	alg        Algorithm
 	nextUpdate time.Time
+	lastClose  time.Time // when the last window closed (or the limiter was made)
 
 	qmu   sync.Mutex
 	queue []*waiter
 
-	releasers sync.Pool // *releaser, for Acquire
-	waiterP   sync.Pool // *waiter
+	fns       []atomic.Pointer[releaseFn] // Acquire's release functions by token
+	releasers sync.Pool                   // *releaser, for tokens beyond fns
+	waiterP   sync.Pool                   // *waiter
 }
 
 type partition struct {
@@ -207,6 +226,9 @@ func New(cfg Config) (*Limiter, error) {
 		}
 		cfg.Algorithm = v
 	}
+	if cfg.Algorithm.Limit() < 1 {
+		return nil, fmt.Errorf("%w: algorithm's initial limit %d < 1", errInvalid, cfg.Algorithm.Limit())
+	}
 	l := &Limiter{
 		name: cfg.Name, obs: cfg.Observer, alg: cfg.Algorithm,
 		threshold: cfg.MinRTT, minWindow: cfg.MinWindow, maxWindow: cfg.MaxWindow,
@@ -230,6 +252,9 @@ func New(cfg Config) (*Limiter, error) {
 	if l.maxQueue == 0 {
 		l.maxQueue = 100
 	}
+	l.firstCheck = max(1, (l.windowSize+stripes-1)/stripes)
+	l.checkMask.Store(1<<initialCheckShift - 1)
+	l.lastClose = time.Now()
 	l.limit.Store(int64(l.alg.Limit()))
 	l.minRTT.Store(math.MaxInt64)
 	if len(cfg.Partitions) > 0 {
@@ -241,6 +266,7 @@ func New(cfg Config) (*Limiter, error) {
 			l.partIndex[p.Name] = i + 1
 		}
 	}
+	l.fns = make([]atomic.Pointer[releaseFn], (len(l.parts)+1)*fnSlots)
 	l.releasers.New = func() any {
 		r := &releaser{l: l}
 		r.fn = r.release // bound once, so Acquire returns it without allocating
@@ -340,13 +366,36 @@ func (l *Limiter) acquireFunc(ctx context.Context, part int) (func(resilience.Ou
 	if err != nil {
 		return nil, err
 	}
-	r := l.releasers.Get().(*releaser)
-	r.tok = tok
-	return r.fn, nil
+	return l.releaseFunc(tok), nil
 }
 
-// releaser carries a token for Acquire's release function. Pooled: the
-// function value is bound once per releaser, so handing it out is free.
+// fnSlots is how many admission counts per partition get a cached release
+// function.
+const fnSlots = 1024
+
+// releaseFn boxes a release function so that it can sit in an atomic slot.
+type releaseFn struct{ fn func(resilience.Outcome) }
+
+// releaseFunc returns a function that releases tok. A token is just an
+// admission count and a partition, so the functions are made once per
+// token value and reused: handing one out costs an atomic load. Counts
+// beyond fnSlots use pooled releasers instead.
+func (l *Limiter) releaseFunc(tok uint64) func(resilience.Outcome) {
+	if n, part := uint64(uint32(tok)), tok>>32; n < fnSlots {
+		slot := &l.fns[part*fnSlots+n]
+		if f := slot.Load(); f != nil {
+			return f.fn
+		}
+		slot.CompareAndSwap(nil, &releaseFn{fn: func(o resilience.Outcome) { l.Release(tok, o) }})
+		return slot.Load().fn
+	}
+	r := l.releasers.Get().(*releaser)
+	r.tok = tok
+	return r.fn
+}
+
+// releaser carries a token for a release function. Pooled: the function
+// value is bound once per releaser, so handing it out is free.
 type releaser struct {
 	l   *Limiter
 	tok uint64
@@ -437,3 +486,9 @@ func (l *Limiter) partitionOf(ctx context.Context) int {
 	name, _ := ctx.Value(partitionKey{}).(string)
 	return l.partIndex[name]
 }
+
+var (
+	_ resilience.Guard           = (*Limiter)(nil)
+	_ resilience.Releaser        = (*Limiter)(nil)
+	_ resilience.LatencyObserver = (*Limiter)(nil)
+)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 // sets the window's drop flag and max in-flight (it has no meaningful RTT).
 //
 // The clock is not read per sample. The RTT comes from the outcome, and the
-// window's end is checked once the window holds WindowSize samples and then
-// every checkEvery samples, by whichever release gets there; that one
-// release reads the clock, and only if it wins the updater's TryLock.
+// window's end is checked only when a stripe's count reaches firstCheck and
+// then every checkMask+1 samples, by whichever release gets there; that one
+// release reads the clock, and only if it wins the updater's TryLock and
+// the window holds WindowSize samples.
 func (l *Limiter) record(rtt time.Duration, inflight int64, dropped bool) {
 	if dropped {
 		if !l.dropped.Load() {
@@ -30,14 +32,14 @@ func (l *Limiter) record(rtt time.Duration, inflight int64, dropped bool) {
 		return
 	}
 	us := uint64(rtt / time.Microsecond)
-	v := l.win.Add(us<<countBits | 1)
+	v := l.win[inflight%stripes].v.Add(us<<countBits | 1)
 	for cur := l.minRTT.Load(); int64(rtt) < cur; cur = l.minRTT.Load() {
 		if l.minRTT.CompareAndSwap(cur, int64(rtt)) {
 			break
 		}
 	}
 	l.raiseMax(inflight)
-	if c := v & countMask; c >= l.windowSize && (c-l.windowSize)%checkEvery == 0 {
+	if c := v & countMask; c >= l.firstCheck && (c-l.firstCheck)&l.checkMask.Load() == 0 {
 		l.update()
 	}
 }
@@ -58,21 +60,37 @@ func (l *Limiter) update() {
 		return
 	}
 	defer l.mu.Unlock()
-	c := l.win.Load() & countMask
-	if c < l.windowSize { // another updater just closed the window
+	var c, top uint64
+	for i := range l.win {
+		n := l.win[i].v.Load() & countMask
+		c, top = c+n, max(top, n)
+	}
+	if c < l.windowSize { // too few samples yet, or another updater just closed the window
 		return
 	}
 	now := time.Now()
-	if c < forceCount && now.Before(l.nextUpdate) {
+	if top < forceCount && now.Before(l.nextUpdate) {
 		return
 	}
-	v := l.win.Swap(0)
-	c = v & countMask
-	avg := time.Duration((v>>countBits)/c) * time.Microsecond
+	var sum uint64
+	c = 0
+	for i := range l.win {
+		v := l.win[i].v.Swap(0)
+		c, sum = c+v&countMask, sum+v>>countBits
+	}
+	avg := max(time.Microsecond, time.Duration(sum/c)*time.Microsecond) // algorithms divide by it
 	candidate := time.Duration(l.minRTT.Swap(math.MaxInt64))
 	inflight := l.maxIn.Swap(0)
 	dropped := l.dropped.Swap(false)
-	l.nextUpdate = now.Add(min(max(2*candidate, l.minWindow), l.maxWindow))
+	length := min(max(2*candidate, l.minWindow), l.maxWindow)
+	l.nextUpdate = now.Add(length)
+
+	// Pace the checks for the next window from this one's sample rate.
+	elapsed := max(time.Millisecond, now.Sub(l.lastClose))
+	l.lastClose = now
+	expected := uint64(float64(c) * float64(length) / float64(elapsed))
+	shift := min(maxCheckShift, max(0, bits.Len64(expected/stripes/checksPerWindow)-1))
+	l.checkMask.Store(1<<shift - 1)
 
 	old := l.limit.Load()
 	n := int64(l.alg.Update(Sample{RTT: avg, Inflight: int(inflight), Dropped: dropped}))
