@@ -43,7 +43,7 @@ Commands:
   proxy       the one-liner gateway: bulwark proxy --listen :8080 --to URL --to URL
   run         run the components a config file enables: bulwark run -c bulwark.yaml
   validate    check a config file: bulwark validate -c bulwark.yaml
-  chaos       fault injection: chaos proxy | chaos monkey | chaos run EXPERIMENT.yaml (planned)
+  chaos       fault injection: chaos proxy | chaos monkey | chaos run EXPERIMENT.yaml
   delivery    durable delivery tools: delivery replay (planned)
   demo        serve one replica of the demo service (used by up and the tests)
   version     print the version
@@ -74,7 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runRun(ctx, rest, stdout, stderr)
 	case "validate":
 		return runValidate(ctx, rest, stdout, stderr)
-	case "up", "chaos", "delivery":
+	case "chaos":
+		return runChaos(ctx, rest, stdout, stderr)
+	case "up", "delivery":
 		return fmt.Errorf("%s: not implemented yet; see the status table in README.md", cmd)
 	default:
 		fmt.Fprint(stderr, usage)
