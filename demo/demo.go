@@ -48,9 +48,35 @@ const (
 
 // Fault is the replica's current fault.
 type Fault struct {
-	Mode  Mode          `json:"mode"`
-	Rate  float64       `json:"rate,omitempty"`  // share of requests affected, 0..1; default 1
-	Delay time.Duration `json:"delay,omitempty"` // for slow
+	Mode  Mode     `json:"mode"`
+	Rate  float64  `json:"rate,omitempty"`  // share of requests affected, 0..1; default 1
+	Delay Duration `json:"delay,omitempty"` // for slow
+}
+
+// Duration is a time.Duration written in JSON as "300ms" (or as
+// nanoseconds).
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "300ms".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads "300ms" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err == nil {
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("delay: %w", err)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("delay: write a duration such as \"300ms\"")
+	}
+	*d = Duration(n)
+	return nil
 }
 
 // Server is one demo replica.
@@ -145,7 +171,7 @@ func (s *Server) faulty(h http.HandlerFunc) http.HandlerFunc {
 		switch f.Mode {
 		case ModeSlow:
 			select {
-			case <-time.After(f.Delay):
+			case <-time.After(time.Duration(f.Delay)):
 			case <-r.Context().Done():
 				return
 			}

@@ -103,7 +103,7 @@ func TestSlowBackend(t *testing.T) {
 	_, url := startGateway(t, bs, nil)
 	l := runLoad(t.Context(), workers, url+"/read", demo.Body(100), 10*time.Second)
 	sleepUntil(l, time.Second)
-	setFault(t, bs[0], demo.Fault{Mode: demo.ModeSlow, Delay: 300 * time.Millisecond})
+	setFault(t, bs[0], demo.Fault{Mode: demo.ModeSlow, Delay: demo.Duration(300 * time.Millisecond)})
 	sleepUntil(l, 4*time.Second)
 	rs := l.finish()
 	before := summarize(window(rs, 0, time.Second))

@@ -22,7 +22,8 @@ const chaosUsage = `Usage:
   bulwark chaos proxy [--listen 127.0.0.1:8474] [--config proxies.json] [--seed N]
       a toxic proxy server with Toxiproxy's HTTP API
   bulwark chaos run [--out DIR] EXPERIMENT.yaml
-      run a self-verifying experiment; exits 1 when the hypothesis broke
+      run a self-verifying experiment; exits 1 when the hypothesis broke.
+      ${NAME} in the file is replaced from the environment.
   bulwark chaos monkey --service NAME --victim ID=PID|ID=URL [...] [--mtbk 1h] [--min-healthy 1] [--dry-run]
       kill instances of opted-in services on a schedule
 `
@@ -89,7 +90,12 @@ func runChaosRun(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: chaos run takes one experiment file", errUsage)
 	}
-	exp, err := experiment.Load(fs.Arg(0))
+	raw, err := os.ReadFile(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	// ${NAME} is taken from the environment, so one file fits any stack.
+	exp, err := experiment.Parse(fs.Arg(0), []byte(os.ExpandEnv(string(raw))))
 	if err != nil {
 		return err
 	}
