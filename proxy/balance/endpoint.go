@@ -249,11 +249,11 @@ func (e *Endpoint) effWeight(now int64) float64 {
 
 // Stats is a point-in-time view of an endpoint for dashboards and metrics.
 type Stats struct {
-	ID        string         `json:"id"`
-	Address   string         `json:"address"`
-	Weight    int            `json:"weight"`
-	Health    bulwark.Health `json:"health"`
-	InFlight  int64          `json:"inflight"`
+	ID        string         `json:"id"`         // Endpoint.ID
+	Address   string         `json:"address"`    // Endpoint.Address
+	Weight    int            `json:"weight"`     // configured weight
+	Health    bulwark.Health `json:"health"`     // as last set by health
+	InFlight  int64          `json:"inflight"`   // tries started, not done
 	Latency   time.Duration  `json:"latency"`    // peak EWMA decayed to now; 0 = no sample
 	SlowStart float64        `json:"slow_start"` // weight fraction in effect, 1 = full
 	Requests  uint64         `json:"requests"`   // tries done

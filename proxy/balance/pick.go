@@ -79,6 +79,10 @@ type PickRequest struct {
 	AnyHealth bool
 }
 
+// Allows reports whether e may take the request: routable (or AnyHealth)
+// and not yet tried. Custom [Policy] implementations filter with it.
+func (r *PickRequest) Allows(e *Endpoint) bool { return r.allowed(e) }
+
 // allowed reports whether e may take req: routable (or AnyHealth) and not
 // yet tried.
 func (r *PickRequest) allowed(e *Endpoint) bool {

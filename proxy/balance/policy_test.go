@@ -324,3 +324,35 @@ func TestFailuresCountAsSlow(t *testing.T) {
 		t.Errorf("failing stats %+v", st)
 	}
 }
+
+// firstPolicy is a custom policy (Caddy's "first": primary, then backups)
+// written against the exported API only.
+type firstPolicy struct{}
+
+func (firstPolicy) Build(eps []*Endpoint, _ *Rand) Picker { return firstPicker(eps) }
+
+type firstPicker []*Endpoint
+
+func (p firstPicker) Pick(req PickRequest) (*Endpoint, error) {
+	for _, e := range p {
+		if req.Allows(e) {
+			return e, nil
+		}
+	}
+	return nil, ErrNoEndpoint
+}
+
+func TestCustomPolicy(t *testing.T) {
+	s := newSet(t, Config{Policy: firstPolicy{}}, 3)
+	want := []string{"e0", "e1", "e2"}
+	for i, id := range want {
+		e, err := s.Pick(PickRequest{})
+		if err != nil || e.ID() != id {
+			t.Fatalf("step %d: picked %v (%v), want %s", i, e, err, id)
+		}
+		e.SetHealth(bulwark.HealthDown)
+	}
+	if _, err := s.Pick(PickRequest{}); !errors.Is(err, ErrNoEndpoint) {
+		t.Fatalf("all down: %v", err)
+	}
+}

