@@ -30,6 +30,12 @@ type File struct {
 	proxy.Config `yaml:",inline"`
 	// Admin serves /metrics, the admin API and the dashboard.
 	Admin Admin `yaml:"admin"`
+	// Registry runs a registry node in this process.
+	Registry *Registry `yaml:"registry"`
+	// Discovery points discovered upstreams at registry nodes.
+	Discovery Discovery `yaml:"discovery"`
+	// Delivery stores async routes' requests.
+	Delivery *Delivery `yaml:"delivery"`
 }
 
 // Admin is the admin listener.
@@ -139,9 +145,13 @@ func (f *File) Validate() error {
 	if err := f.Config.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if f.Admin.Address != "" && !strings.Contains(f.Admin.Address, ":") {
-		errs = append(errs, &proxy.FieldError{Path: "admin.address", Msg: fmt.Sprintf("%q is not host:port", f.Admin.Address)})
+	add := func(path, format string, args ...any) {
+		errs = append(errs, &proxy.FieldError{Path: path, Msg: fmt.Sprintf(format, args...)})
 	}
+	if f.Admin.Address != "" && !strings.Contains(f.Admin.Address, ":") {
+		add("admin.address", "%q is not host:port", f.Admin.Address)
+	}
+	f.validateSections(add)
 	return errors.Join(errs...)
 }
 

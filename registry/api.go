@@ -293,7 +293,7 @@ func (n *Node) handleService(w http.ResponseWriter, r *http.Request) {
 	if !n.waitCatalog(r.Context(), minIndex, minIndexWait) {
 		return
 	}
-	v, ok := n.waitService(r.Context(), service, index, wait)
+	v, ok := n.waitService(r.Context(), service, index, wait, true)
 	if !ok {
 		return // client went away or node closing
 	}
@@ -340,18 +340,32 @@ func (n *Node) waitCatalog(ctx context.Context, min uint64, wait time.Duration) 
 }
 
 // waitService returns the service once its index passes index, or at the
-// end of wait. ok is false when ctx or the node ended first.
-func (n *Node) waitService(ctx context.Context, service string, index uint64, wait time.Duration) (serviceView, bool) {
+// end of wait, or (with leaveOnStale) as soon as this node is stale. ok is
+// false when ctx or the node ended first.
+func (n *Node) waitService(ctx context.Context, service string, index uint64, wait time.Duration, leaveOnStale bool) (serviceView, bool) {
 	cur, changed := n.fsm.serviceIndex(service)
-	if cur > index || wait <= 0 {
+	if cur > index || wait <= 0 || (leaveOnStale && n.stale()) {
 		return n.fsm.service(service), true
 	}
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	// A node cut off from the leader would otherwise hold the query for
+	// the whole wait with nothing to report; answering (marked stale) lets
+	// the client move to a node that can see changes.
+	var staleCheck <-chan time.Time
+	if leaveOnStale {
+		t := time.NewTicker(n.cfg.HeartbeatTimeout / 2)
+		defer t.Stop()
+		staleCheck = t.C
+	}
 	for cur <= index {
 		select {
 		case <-changed:
 			cur, changed = n.fsm.serviceIndex(service)
+		case <-staleCheck:
+			if n.stale() {
+				return n.fsm.service(service), true
+			}
 		case <-timer.C:
 			return n.fsm.service(service), true
 		case <-ctx.Done():
@@ -391,7 +405,9 @@ func (n *Node) handleWatch(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var ok bool
-		if v, ok = n.waitService(r.Context(), service, last, 15*time.Second); !ok {
+		// SSE does not leave on stale (it would spin); each event carries
+		// the stale flag as of its change.
+		if v, ok = n.waitService(r.Context(), service, last, 15*time.Second, false); !ok {
 			return
 		}
 	}
