@@ -12,7 +12,7 @@
 //	GET  /health            200 "ok" (obeys the fault mode)
 //	POST /write             records the body under its Idempotency-Key; 200 with the count
 //	GET  /writes            JSON: how many writes and distinct keys were received, in order
-//	POST /_demo/fault       sets the fault: JSON Fault (mode, rate, delay)
+//	POST /_demo/fault       sets the fault: JSON Fault (mode, rate, delay); modes ok, slow, fail, corrupt, hang, reset, partition
 //	GET  /_demo/fault       reads it
 //
 // The fault endpoint itself never fails, so a test can always restore a
@@ -44,6 +44,9 @@ const (
 	ModeCorrupt Mode = "corrupt" // flip a byte in a share Rate of bodies, keeping the digest
 	ModeHang    Mode = "hang"    // accept and never answer
 	ModeReset   Mode = "reset"   // reset the connection without answering
+	// ModePartition hangs every request and, through OnPartition, stops the
+	// replica's registry renewals: the replica is cut off from everyone.
+	ModePartition Mode = "partition"
 )
 
 // Fault is the replica's current fault.
@@ -83,6 +86,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 type Server struct {
 	// ID names the replica in its answers (X-Replica header).
 	ID string
+	// OnPartition, when set, is called when the partition fault starts
+	// (true) and ends (false); the demo command pauses its registry
+	// renewals with it.
+	OnPartition func(on bool)
 
 	mu     sync.Mutex
 	fault  Fault
@@ -118,8 +125,12 @@ func (s *Server) SetFault(f Fault) {
 		f.Rate = 1
 	}
 	s.mu.Lock()
+	was := s.fault.Mode == ModePartition
 	s.fault = f
 	s.mu.Unlock()
+	if now := f.Mode == ModePartition; now != was && s.OnPartition != nil {
+		s.OnPartition(now)
+	}
 }
 
 func (s *Server) getFault(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +150,7 @@ func (s *Server) setFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch f.Mode {
-	case "", ModeOK, ModeSlow, ModeFail, ModeCorrupt, ModeHang, ModeReset:
+	case "", ModeOK, ModeSlow, ModeFail, ModeCorrupt, ModeHang, ModeReset, ModePartition:
 	default:
 		http.Error(w, fmt.Sprintf("fault: unknown mode %q", f.Mode), http.StatusBadRequest)
 		return
@@ -178,7 +189,7 @@ func (s *Server) faulty(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 		case ModeFail:
 			http.Error(w, "injected failure", http.StatusInternalServerError)
-		case ModeHang:
+		case ModeHang, ModePartition:
 			<-r.Context().Done()
 		case ModeReset:
 			if c, _, err := http.NewResponseController(w).Hijack(); err == nil {

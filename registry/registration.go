@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -26,7 +27,14 @@ type Registration struct {
 	mu        sync.Mutex
 	info      InstanceInfo
 	lastErr   error
+	paused    atomic.Bool
 }
+
+// Pause stops (true) or resumes (false) renewals without deregistering:
+// the instance goes suspect and then expires as if it had been cut off
+// from the registry. Demos and chaos experiments use it to simulate a
+// network partition of the instance.
+func (r *Registration) Pause(on bool) { r.paused.Store(on) }
 
 // Register registers inst (Service, ID, Address, Metadata; Health is
 // ignored: a new registration is up) with the given lease TTL (0 = the
@@ -72,6 +80,10 @@ func (r *Registration) loop(ctx context.Context) {
 	next := interval
 	path := "/v1/instances/" + url.PathEscape(r.req.Service) + "/" + url.PathEscape(r.req.ID) + "/renew"
 	for sleepCtx(ctx, next) {
+		if r.paused.Load() {
+			next = interval
+			continue
+		}
 		var wr WriteResponse
 		err := r.c.do(ctx, http.MethodPut, path, nil, interval, &wr)
 		if errors.Is(err, ErrNotFound) {

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/demo"
+	"github.com/bulwark-go/bulwark/registry"
 )
 
 // runDemo serves one replica of the demo service (see package demo): the
@@ -22,6 +24,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
 	id := fs.String("id", "demo", "replica id, sent in the X-Replica header")
 	seed := fs.Uint64("seed", 1, "seed for the fault injection's random choices")
+	registryAddr := fs.String("registry", "", "registry address to register with (host:port; default: do not register)")
+	service := fs.String("service", "demo", "service name to register under")
+	ttl := fs.Duration("ttl", time.Second, "registration lease")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -29,10 +34,26 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: demo.New(*id, *seed).Handler(), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stdout, "demo %s listening on http://%s\n", *id, ln.Addr())
+	d := demo.New(*id, *seed)
+	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if *registryAddr != "" {
+		c, err := registry.NewClient(registry.ClientConfig{Addrs: []string{*registryAddr}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		inst := bulwark.Instance{Service: *service, ID: *id, Address: "http://" + ln.Addr().String()}
+		reg, err := c.Register(ctx, inst, *ttl)
+		if err != nil {
+			return fmt.Errorf("registering with %s: %w", *registryAddr, err)
+		}
+		// A partitioned replica neither answers nor renews; Close deregisters.
+		d.OnPartition = func(on bool) { reg.Pause(on) }
+		defer reg.Close()
+	}
+	fmt.Fprintf(stdout, "demo %s listening on http://%s\n", *id, ln.Addr())
 	select {
 	case err := <-errc:
 		return err

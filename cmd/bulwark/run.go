@@ -11,11 +11,11 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"reflect"
 	"syscall"
 	"time"
 
 	"github.com/bulwark-go/bulwark/config"
-	"github.com/bulwark-go/bulwark/proxy"
 )
 
 // runValidate checks a config file and prints every problem with its line.
@@ -55,16 +55,20 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	gw, err := proxy.New(f.Config, proxy.Options{Logger: logger})
+	c, err := startComponents(ctx, f, logger)
 	if err != nil {
 		return err
 	}
+	defer c.close()
+	gw := c.gateway
 	if err := gw.Listen(); err != nil {
-		gw.Close()
 		return err
 	}
 	for _, a := range gw.Addrs() {
 		fmt.Fprintf(stdout, "bulwark gateway listening on %s\n", a)
+	}
+	if c.node != nil {
+		fmt.Fprintf(stdout, "registry node %s on %s\n", c.node.ID(), c.registryURL)
 	}
 	var admin *http.Server
 	if f.Admin.Address != "" {
@@ -93,6 +97,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			logger.Error("config rejected; the running config keeps serving", "trigger", why, "err", err)
 			return
 		}
+		if !reflect.DeepEqual(nf.Registry, f.Registry) || !reflect.DeepEqual(nf.Delivery, f.Delivery) || !reflect.DeepEqual(nf.Discovery, f.Discovery) {
+			logger.Warn("registry, discovery and delivery changes take effect on restart; reloading the gateway part only", "trigger", why)
+		}
 		if err := gw.Reload(nf.Config); err != nil {
 			logger.Error("reload failed; the running config keeps serving", "trigger", why, "err", err)
 			return
@@ -120,7 +127,7 @@ loop:
 	if admin != nil {
 		errs = append(errs, admin.Shutdown(sctx))
 	}
-	errs = append(errs, gw.Shutdown(sctx))
+	errs = append(errs, gw.Shutdown(sctx), c.close())
 	return errors.Join(errs...)
 }
 
