@@ -61,7 +61,13 @@ func (l *lateEnqueuer) Status(ctx context.Context, id string) (bulwark.DeliveryS
 
 // startComponents starts what f enables. On error everything started so
 // far is stopped.
-func startComponents(ctx context.Context, f *config.File, logger *slog.Logger) (c *components, err error) {
+func startComponents(ctx context.Context, f *config.File, logger *slog.Logger) (*components, error) {
+	return startComponentsWith(ctx, f, logger, nil)
+}
+
+// startComponentsWith is startComponents with a listener for gateway
+// events (ejections, breaker changes).
+func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logger, onEvent func(proxy.Event)) (c *components, err error) {
 	c = &components{logger: logger, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -95,7 +101,7 @@ func startComponents(ctx context.Context, f *config.File, logger *slog.Logger) (
 		}
 		c.closeFns = append(c.closeFns, func() error { c.client.Close(); return nil })
 	}
-	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg}
+	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg, OnEvent: onEvent}
 	if c.client != nil {
 		opts.Resolver = c.client
 	}

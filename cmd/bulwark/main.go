@@ -39,7 +39,7 @@ Usage:
   bulwark <command> [flags]
 
 Commands:
-  up          run the whole system on this machine with embedded defaults (planned)
+  up          run the whole system on this machine with embedded defaults
   proxy       the one-liner gateway: bulwark proxy --listen :8080 --to URL --to URL
   run         run the components a config file enables: bulwark run -c bulwark.yaml
   validate    check a config file: bulwark validate -c bulwark.yaml
@@ -76,7 +76,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runValidate(ctx, rest, stdout, stderr)
 	case "chaos":
 		return runChaos(ctx, rest, stdout, stderr)
-	case "up", "delivery":
+	case "up":
+		return runUp(ctx, rest, stdout, stderr)
+	case "delivery":
 		return fmt.Errorf("%s: not implemented yet; see the status table in README.md", cmd)
 	default:
 		fmt.Fprint(stderr, usage)

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/bulwark-go/bulwark/config"
+	"github.com/bulwark-go/bulwark/dashboard"
+	"github.com/bulwark-go/bulwark/proxy"
+)
+
+// upState is what `bulwark up` keeps in its data dir between runs: the
+// ports it chose, so a second run finds its registry's Raft state at the
+// same address.
+type upState struct {
+	RegistryHTTP string `json:"registry_http"`
+	RegistryRaft string `json:"registry_raft"`
+}
+
+// runUp runs the whole system on this machine: a registry node, the
+// gateway, delivery on an embedded JetStream, the dashboard, three demo
+// replicas as child processes, and a gentle traffic generator.
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cache, _ := os.UserCacheDir()
+	dir := fs.String("dir", filepath.Join(cache, "bulwark"), "data directory (reused by the next up)")
+	listen := fs.String("listen", "127.0.0.1:8080", "gateway address")
+	dash := fs.String("dashboard", "127.0.0.1:8081", "dashboard address")
+	replicas := fs.Int("replicas", 3, "demo replicas to run")
+	traffic := fs.Bool("traffic", true, "start the built-in traffic generator (switchable in the dashboard)")
+	rate := fs.Float64("rate", 50, "traffic generator requests per second")
+	cfgPath := fs.String("config", "", "run this config file (with the dashboard) instead of the demo system")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	events := dashboard.NewEventLog(256)
+
+	var f *config.File
+	if *cfgPath != "" {
+		var err error
+		if f, err = config.Load(*cfgPath); err != nil {
+			return err
+		}
+	} else {
+		if err := os.MkdirAll(*dir, 0o755); err != nil {
+			return fmt.Errorf("data dir: %w", err)
+		}
+		st, err := loadUpState(*dir)
+		if err != nil {
+			return err
+		}
+		f = demoConfig(*dir, *listen, st)
+	}
+	c, err := startComponentsWith(ctx, f, logger, func(e proxy.Event) { events.Add(eventKind(e.Kind), e.Endpoint+": "+e.Kind+" ("+e.Detail+")") })
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.gateway.Listen(); err != nil {
+		return err
+	}
+	gwURL := "http://" + c.gateway.Addrs()[0].String()
+
+	var fl *fleet
+	var gen *trafficGen
+	src := &upSource{c: c}
+	if *cfgPath == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		fl = &fleet{exe: exe, registry: c.node.HTTPAddr(), service: "demo", logger: stderr, events: events, replicas: map[string]*replica{}}
+		defer fl.stop(3 * time.Second)
+		for i := 1; i <= *replicas; i++ {
+			if _, err := fl.start(ctx, fmt.Sprintf("demo-%d", i), i); err != nil {
+				return err
+			}
+		}
+		gen = newTrafficGen(gwURL, *rate, nil)
+		src.fleet, src.gen = fl, gen
+	}
+	d, err := dashboard.New(dashboard.Config{Title: "Bulwark", Source: src, Controls: controlsOf(fl, gen, events), Events: events, Logger: logger})
+	if err != nil {
+		return err
+	}
+	if gen != nil {
+		gen.traffic = d.Traffic()
+	}
+	if err := d.Start(); err != nil {
+		return err
+	}
+	defer d.Close()
+	mux := http.NewServeMux()
+	admin := c.gateway.AdminHandler()
+	mux.Handle("/metrics", admin)
+	mux.Handle("/api/upstreams", admin)
+	mux.Handle("/healthz", admin)
+	mux.Handle("/", d.Handler())
+	ln, err := net.Listen("tcp", *dash)
+	if err != nil {
+		return fmt.Errorf("dashboard: %w", err)
+	}
+	dsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go dsrv.Serve(ln)
+	defer dsrv.Close()
+	dashURL := "http://" + ln.Addr().String()
+
+	fmt.Fprintf(stdout, "gateway    %s\n", gwURL)
+	fmt.Fprintf(stdout, "dashboard  %s\n", dashURL)
+	if c.node != nil {
+		fmt.Fprintf(stdout, "registry   %s\n", c.registryURL)
+	}
+	if fl != nil {
+		if err := waitRoutable(ctx, c.gateway, *replicas, 20*time.Second); err != nil {
+			return err
+		}
+		if gen != nil {
+			gen.start(*traffic)
+			defer gen.stop()
+		}
+	}
+	fmt.Fprintf(stdout, "bulwark is up: open %s — Ctrl-C stops everything\n", dashURL)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "stopping…")
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if gen != nil {
+		gen.stop()
+	}
+	dsrv.Shutdown(sctx)
+	return c.gateway.Shutdown(sctx)
+}
+
+func eventKind(k string) string {
+	switch k {
+	case "ejected", "returned", "health":
+		return dashboard.KindEjection
+	case "breaker":
+		return dashboard.KindBreaker
+	}
+	return dashboard.KindInfo
+}
+
+func loadUpState(dir string) (upState, error) {
+	path := filepath.Join(dir, "up.json")
+	var st upState
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if err := json.Unmarshal(b, &st); err == nil && st.RegistryHTTP != "" && st.RegistryRaft != "" {
+			return st, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return st, err
+	}
+	for _, p := range []*string{&st.RegistryHTTP, &st.RegistryRaft} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return st, err
+		}
+		*p = ln.Addr().String()
+		ln.Close()
+	}
+	b, _ = json.MarshalIndent(st, "", "  ")
+	return st, os.WriteFile(path, b, 0o644)
+}
+
+// demoConfig is the system `bulwark up` runs: reads balanced over the
+// demo replicas found in the registry, writes accepted for durable
+// asynchronous delivery.
+func demoConfig(dir, listen string, st upState) *config.File {
+	return &config.File{
+		Config: proxy.Config{
+			Listeners: []proxy.Listener{{Name: "gateway", Address: listen}},
+			Routes: []proxy.Route{
+				{Name: "writes", Match: proxy.Match{PathPrefix: "/write", Methods: []string{"POST"}}, Upstream: "demo", Async: true},
+				{Name: "reads", Upstream: "demo", Timeouts: proxy.Timeouts{PerTry: time.Second}, Hedge: proxy.Hedge{Delay: "p95"}},
+			},
+			Upstreams: []proxy.Upstream{{Name: "demo", Discover: "demo",
+				Outlier: proxy.Outlier{BaseEjection: 5 * time.Second}, Breaker: proxy.Breaker{Open: 2 * time.Second}}},
+		},
+		Registry: &config.Registry{NodeID: "up", HTTP: st.RegistryHTTP, Raft: st.RegistryRaft,
+			DataDir: filepath.Join(dir, "registry"), Bootstrap: true},
+		Delivery: &config.Delivery{DataDir: filepath.Join(dir, "delivery"), Backoff: []time.Duration{time.Second, 2 * time.Second}},
+	}
+}
+
+// waitRoutable waits until the gateway routes to n endpoints.
+func waitRoutable(ctx context.Context, gw *proxy.Gateway, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		up := 0
+		for _, u := range gw.Upstreams() {
+			for _, e := range u.Endpoints {
+				if e.Health.Routable() {
+					up++
+				}
+			}
+		}
+		if up >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d replicas became routable in %v", up, n, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// upSource builds the dashboard's snapshots from the running components.
+type upSource struct {
+	c     *components
+	fleet *fleet
+	gen   *trafficGen
+}
+
+func (s *upSource) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
+	var snap dashboard.Snapshot
+	var fs map[string]replica
+	if s.fleet != nil {
+		fs = s.fleet.state()
+	}
+	for _, u := range s.c.gateway.Upstreams() {
+		svc := dashboard.Service{Name: u.Name, Balance: u.Balance}
+		seen := map[string]bool{}
+		for _, e := range u.Endpoints {
+			in := dashboard.Instance{ID: e.ID, Address: e.Address, Health: e.Health.String(), Breaker: e.Breaker,
+				EWMAms: e.EWMA, InFlight: e.InFlight, Requests: e.Requests, Failures: e.Failures}
+			if r, ok := fs[e.ID]; ok {
+				in.Fault = string(r.fault)
+				if r.killed {
+					in.Health = dashboard.HealthDown
+				}
+			}
+			if in.Health == "unknown" {
+				in.Health = dashboard.HealthUp
+			}
+			seen[e.ID] = true
+			svc.Instances = append(svc.Instances, in)
+		}
+		// Replicas the registry already removed still show, as down.
+		for _, id := range s.fleet.idsOrNil() {
+			if !seen[id] && u.Discover == "demo" {
+				r := fs[id]
+				svc.Instances = append(svc.Instances, dashboard.Instance{ID: id, Address: r.url, Health: dashboard.HealthDown, Fault: string(r.fault)})
+			}
+		}
+		snap.Services = append(snap.Services, svc)
+	}
+	if n := s.c.node; n != nil {
+		st := n.Status()
+		reg := &dashboard.Registry{Leader: st.LeaderID, Index: st.Index, Stale: st.Stale}
+		for _, p := range st.Nodes {
+			state := "follower"
+			if p.ID == st.LeaderID {
+				state = "leader"
+			}
+			reg.Nodes = append(reg.Nodes, dashboard.Node{ID: p.ID, Address: p.HTTPAddr, State: state})
+		}
+		snap.Registry = reg
+	}
+	if dl := s.c.delivery; dl != nil {
+		ds := dl.Snapshot()
+		snap.Delivery = &dashboard.Delivery{Queued: ds.Queued, InFlight: ds.InFlight, Delivered: int64(ds.Delivered),
+			DeadLetters: ds.DeadLetters, OldestAgeSeconds: ds.OldestAge.Seconds()}
+	}
+	if s.gen != nil {
+		snap.Traffic = &dashboard.TrafficState{Generator: s.gen.on.Load(), Rate: s.gen.rate}
+	}
+	return snap, nil
+}
+
+func (f *fleet) idsOrNil() []string {
+	if f == nil {
+		return nil
+	}
+	return f.ids()
+}
+
+// upControls are the dashboard's chaos buttons for the demo fleet.
+type upControls struct {
+	*fleet
+	gen    *trafficGen
+	events *dashboard.EventLog
+}
+
+func controlsOf(fl *fleet, gen *trafficGen, events *dashboard.EventLog) dashboard.Controls {
+	if fl == nil {
+		return nil
+	}
+	return &upControls{fleet: fl, gen: gen, events: events}
+}
+
+func (u *upControls) SetTraffic(ctx context.Context, on bool) error {
+	u.gen.set(on)
+	state := "off"
+	if on {
+		state = "on"
+	}
+	u.events.Add(dashboard.KindTraffic, "traffic generator "+state)
+	return nil
+}
