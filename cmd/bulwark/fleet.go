@@ -5,11 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"sort"
@@ -28,7 +26,6 @@ type fleet struct {
 	registry string // host:port the replicas register with
 	service  string
 	logger   io.Writer
-	events   *dashboard.EventLog
 
 	mu       sync.Mutex
 	replicas map[string]*replica
@@ -122,7 +119,6 @@ func (f *fleet) Kill(ctx context.Context, id string) error {
 	f.mu.Unlock()
 	r.cmd.Process.Signal(syscall.SIGKILL)
 	<-r.done
-	f.events.Add(dashboard.KindChaos, "killed "+id+" (SIGKILL)")
 	return nil
 }
 
@@ -137,7 +133,6 @@ func (f *fleet) Restart(ctx context.Context, id string) error {
 	if _, err := f.start(ctx, id, r.seed); err != nil {
 		return err
 	}
-	f.events.Add(dashboard.KindChaos, "restarted "+id)
 	return nil
 }
 
@@ -173,7 +168,6 @@ func (f *fleet) SetFault(ctx context.Context, id string, fault dashboard.Fault) 
 		r.fault = ""
 	}
 	f.mu.Unlock()
-	f.events.Add(dashboard.KindChaos, fmt.Sprintf("%s: fault %s", id, fault))
 	return nil
 }
 
@@ -221,7 +215,3 @@ func (f *fleet) stop(grace time.Duration) {
 	f.mu.Unlock()
 	<-done
 }
-
-var errNoReplica = errors.New("no replica")
-
-var _ = os.Getpid

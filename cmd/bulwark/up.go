@@ -86,7 +86,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		fl = &fleet{exe: exe, registry: c.node.HTTPAddr(), service: "demo", logger: stderr, events: events, replicas: map[string]*replica{}}
+		fl = &fleet{exe: exe, registry: c.node.HTTPAddr(), service: "demo", logger: stderr, replicas: map[string]*replica{}}
 		defer fl.stop(3 * time.Second)
 		for i := 1; i <= *replicas; i++ {
 			if _, err := fl.start(ctx, fmt.Sprintf("demo-%d", i), i); err != nil {
