@@ -33,7 +33,11 @@
 //     client's Idempotency-Key.
 //   - <Name>_DEAD: Limits retention; dead letters with the last error and the
 //     number of attempts in headers. [Service.Replay] moves them back.
-//   - KV bucket <Name>_STATUS: one [bulwark.DeliveryStatus] per message id.
+//   - KV bucket <Name>_STATUS: one [bulwark.DeliveryStatus] per message id,
+//     kept for [Config.StatusTTL] after its last change.
+//
+// A stored message is its body as the NATS payload plus one header holding
+// the rest of the [bulwark.Message] as JSON (codec.go).
 //
 // # Ordering
 //

@@ -31,7 +31,9 @@ const idempotencyHeader = "Idempotency-Key"
 // Config.Duplicates is not stored again: Enqueue returns the original id
 // (the id is derived from Route and key). If Enqueue fails, or ctx ends
 // first, the message may or may not have been stored; retrying with the
-// same IdempotencyKey is safe.
+// same IdempotencyKey is safe. A key reused after the Duplicates window is a
+// new message with the same id, whose status record it shares (the record
+// shows the old outcome until the new message's first attempt).
 func (s *Service) Enqueue(ctx context.Context, m *bulwark.Message) (string, error) {
 	select {
 	case <-s.closing:

@@ -56,6 +56,7 @@ type Service struct {
 	kvPrefix string // "$KV.<bucket>." for asynchronous status creates
 
 	sems   semaphores
+	active activeSet
 	stats  stats
 	met    *metrics
 	fetchC context.CancelFunc // stops fetching

@@ -31,13 +31,9 @@ func (s *Service) startWorkers(ctx context.Context) error {
 	workCtx, workC := context.WithCancel(context.Background())
 	s.fetchC, s.workC = fetchC, workC
 
-	type spec struct {
-		name, subject string
-		pending       int
-	}
-	specs := []spec{{"any", s.subjAny, s.cfg.MaxAckPending}}
-	for p := range s.cfg.Partitions {
-		specs = append(specs, spec{"part-" + strconv.Itoa(p), s.subjPart + "." + strconv.Itoa(p), 1})
+	specs, err := s.consumerSpecs(ctx)
+	if err != nil {
+		return err
 	}
 	cons := make([]jetstream.Consumer, len(specs))
 	for i, sp := range specs {
@@ -74,6 +70,46 @@ func (s *Service) startWorkers(ctx context.Context) error {
 	}
 	s.fetchW.Go(func() { s.statsLoop(fetchCtx) })
 	return nil
+}
+
+// consumerSpec describes one durable consumer of the work stream.
+type consumerSpec struct {
+	name, subject string
+	pending       int // MaxAckPending: 1 keeps a partition in order
+}
+
+// consumerSpecs lists the consumers to run: the unordered one, one per
+// partition, and any partition consumer left from a run with more
+// Partitions, so that messages stored under the old partitioning are still
+// delivered (in order within their old partition).
+func (s *Service) consumerSpecs(ctx context.Context) ([]consumerSpec, error) {
+	specs := []consumerSpec{{"any", s.subjAny, s.cfg.MaxAckPending}}
+	part := func(p int) consumerSpec {
+		return consumerSpec{"part-" + strconv.Itoa(p), s.subjPart + "." + strconv.Itoa(p), 1}
+	}
+	for p := range s.cfg.Partitions {
+		specs = append(specs, part(p))
+	}
+	var names []string
+	err := s.retry(ctx, "list consumers", func(ctx context.Context) error {
+		names = names[:0]
+		l := s.work.ConsumerNames(ctx)
+		for n := range l.Name() {
+			names = append(names, n)
+		}
+		return l.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		rest, ok := strings.CutPrefix(n, "part-")
+		if p, err := strconv.Atoi(rest); ok && err == nil && p >= s.cfg.Partitions {
+			s.log.Warn("delivery: draining a partition from an earlier configuration", "consumer", n)
+			specs = append(specs, part(p))
+		}
+	}
+	return specs, nil
 }
 
 // fetchLoop takes messages from one consumer until fetchCtx ends. Ordered
@@ -123,6 +159,15 @@ func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	attempt := int(meta.NumDelivered)
+	if !s.active.claim(meta.Sequence.Stream) {
+		// Redelivered while an earlier delivery of the same stored message
+		// is still running here (its AckWait ran out under load before a
+		// heartbeat arrived): let that one settle it rather than sending it
+		// to the backend twice at once.
+		_ = msg.InProgress()
+		return
+	}
+	defer s.active.release(meta.Sequence.Stream)
 	defer s.heartbeat(msg)()
 
 	m, err := decode(msg.Headers(), msg.Data())
@@ -269,4 +314,30 @@ func (s *semaphores) acquire(ctx context.Context, upstream string) (release func
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// activeSet holds the stream sequences of the messages being delivered by
+// this Service.
+type activeSet struct {
+	mu sync.Mutex
+	m  map[uint64]struct{}
+}
+
+func (a *activeSet) claim(seq uint64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if _, ok := a.m[seq]; ok {
+		return false
+	}
+	if a.m == nil {
+		a.m = make(map[uint64]struct{})
+	}
+	a.m[seq] = struct{}{}
+	return true
+}
+
+func (a *activeSet) release(seq uint64) {
+	a.mu.Lock()
+	delete(a.m, seq)
+	a.mu.Unlock()
 }
