@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -9,6 +10,9 @@ import (
 	"net/url"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/bulwark-go/bulwark/proxy/balance"
 )
 
 // The hot path of one proxied request, measured with -benchmem so the
@@ -20,6 +24,7 @@ import (
 //	direct          client Transport ─► backend                 (baseline for the loopback rows)
 //	handler         gw.ServeHTTP ─► gw.transport ─► 3 backends  (gateway + its upstream hop)
 //	listener        client ─► gateway's http.Server ─► handler  (the whole proxied round trip)
+//	listener-parallel  the same with 64 concurrent clients (wrk -c64's shape)
 //	inmem-backend   the in-memory upstream alone                (baseline for the inmem rows)
 //	handler-inmem   gw.ServeHTTP ─► in-memory upstream          (the gateway's own work)
 //	reverseproxy-inmem  httputil.ReverseProxy ─► in-memory upstream (stdlib reference)
@@ -64,6 +69,29 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 		b.Cleanup(tr.CloseIdleConnections)
 		benchClient(b, tr, "http://"+gw.Addrs()[0].String()+"/read", len(body))
 	})
+	b.Run("listener-parallel", func(b *testing.B) { // 64 clients at once on 2 Ps, like wrk -c64
+		gw := benchGateway(b, urls)
+		if err := gw.Listen(); err != nil {
+			b.Fatal(err)
+		}
+		tr := &http.Transport{MaxIdleConnsPerHost: 128, DisableCompression: true}
+		b.Cleanup(tr.CloseIdleConnections)
+		target := "http://" + gw.Addrs()[0].String() + "/read"
+		b.SetParallelism(32)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			req, _ := http.NewRequest(http.MethodGet, target, nil)
+			for pb.Next() {
+				resp, err := tr.RoundTrip(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		})
+	})
 	b.Run("inmem-backend", func(b *testing.B) {
 		req := httptest.NewRequest(http.MethodGet, urls[0]+"/read", nil)
 		b.ReportAllocs()
@@ -91,6 +119,109 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 			Transport: tr,
 		}
 		benchHandler(b, rp, len(body))
+	})
+	b.Run("reverseproxy-pooled-inmem", func(b *testing.B) {
+		target, _ := url.Parse(urls[0])
+		tr := &http.Transport{}
+		tr.RegisterProtocol("http", mem)
+		rp := &httputil.ReverseProxy{
+			Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+			Transport:  tr,
+			BufferPool: &bufPool{},
+		}
+		benchHandler(b, rp, len(body))
+	})
+}
+
+// bufPool is the httputil.BufferPool a tuned ReverseProxy would use.
+type bufPool struct{}
+
+func (bufPool) Get() []byte  { return (*copyBufPool.Get().(*[]byte))[:32<<10] }
+func (bufPool) Put(b []byte) { copyBufPool.Put(&b) }
+
+// BenchmarkProxyHotPathParts prices the steps of one try that
+// BenchmarkProxyRoundTrip's profile shows, one by one, so a proposed
+// change can be weighed before it is written.
+func BenchmarkProxyHotPathParts(b *testing.B) {
+	body := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz0123456789"), 3)[:100]
+	mem := &memUpstream{body: body, digest: []string{ContentDigest(body)}, clen: []string{strconv.Itoa(len(body))}}
+	gw := benchGateway(b, []string{"http://127.0.0.1:1", "http://127.0.0.1:2", "http://127.0.0.1:3"})
+	rt := gw.state.Load().routes[0]
+	in := httptest.NewRequest(http.MethodGet, "http://127.0.0.1:8080/read", nil)
+	in.RemoteAddr = "127.0.0.1:40000"
+	base, _ := url.Parse("http://127.0.0.1:1")
+	ctx := context.Background()
+
+	b.Run("outgoing", func(b *testing.B) { // Request.Clone + hop-by-hop + forwarding headers
+		b.ReportAllocs()
+		for b.Loop() {
+			rt.outgoing(ctx, in, base, nil)
+		}
+	})
+	b.Run("request-clone", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			in.Clone(ctx)
+		}
+	})
+	b.Run("add-forwarded", func(b *testing.B) {
+		h := http.Header{}
+		b.ReportAllocs()
+		for b.Loop() {
+			clear(h)
+			addForwarded(h, in)
+		}
+	})
+	b.Run("contexts-and-timer", func(b *testing.B) { // total timeout + per-try cancel + per-try timer
+		b.ReportAllocs()
+		for b.Loop() {
+			tctx, cancel := context.WithTimeout(ctx, DefaultTotalTimeout)
+			_, tcancel := context.WithCancel(tctx)
+			t := time.AfterFunc(DefaultPerTryTimeout, tcancel)
+			t.Stop()
+			tcancel()
+			cancel()
+		}
+	})
+	b.Run("verify-digest", func(b *testing.B) { // buffer the 100-byte body and check its SHA-256
+		req := httptest.NewRequest(http.MethodGet, "/read", nil)
+		b.ReportAllocs()
+		for b.Loop() {
+			resp, _ := mem.RoundTrip(req)
+			if err := rt.verify(&try{resp: resp}, nil, rt.upstream.maxVerify); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("pick-and-observe", func(b *testing.B) { // balancer, breaker, passive health
+		b.ReportAllocs()
+		for b.Loop() {
+			var tried balance.Tried
+			ep, done, err := rt.upstream.pick(in, &tried)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ep.Start()
+			ep.Done(time.Millisecond, false)
+			done(nil, time.Millisecond)
+			rt.upstream.passive.observe(ep, failNone, http.StatusOK, time.Millisecond)
+		}
+	})
+	b.Run("metrics", func(b *testing.B) { // per request and per try
+		start := time.Now()
+		b.ReportAllocs()
+		for b.Loop() {
+			rec := gw.metrics.begin(rt.name)
+			gw.metrics.try(rt.upstream.name, failNone, time.Millisecond)
+			rec.end(http.StatusOK, start)
+		}
+	})
+	b.Run("retry-budget", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			rt.budget.Request()
+			rt.budget.Done()
+		}
 	})
 }
 

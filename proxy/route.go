@@ -223,6 +223,9 @@ func (rt *route) forward(ctx context.Context, r *http.Request, body []byte, canR
 			}
 			return t
 		}
+		if t.ep == nil && last != nil {
+			return last // no other endpoint to try: answer with what the last one said
+		}
 		if last != nil {
 			last.discard()
 		}

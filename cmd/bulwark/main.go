@@ -44,7 +44,7 @@ Commands:
   run         run the components a config file enables: bulwark run -c bulwark.yaml
   validate    check a config file: bulwark validate -c bulwark.yaml
   chaos       fault injection: chaos proxy | chaos monkey | chaos run EXPERIMENT.yaml
-  delivery    durable delivery tools: delivery replay (planned)
+  delivery    durable delivery tools: delivery replay | delivery dead (via a node's admin API)
   demo        serve one replica of the demo service (used by up and the tests)
   version     print the version
   help        print this message
@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "up":
 		return runUp(ctx, rest, stdout, stderr)
 	case "delivery":
-		return fmt.Errorf("%s: not implemented yet; see the status table in README.md", cmd)
+		return runDelivery(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark/config"
+	"github.com/bulwark-go/bulwark/dashboard"
+	"github.com/bulwark-go/bulwark/proxy"
 )
 
 // runValidate checks a config file and prints every problem with its line.
@@ -55,7 +57,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	c, err := startComponents(ctx, f, logger)
+	events := dashboard.NewEventLog(256)
+	c, err := startComponentsWith(ctx, f, logger, func(e proxy.Event) { events.Add(eventKind(e.Kind), e.Endpoint+": "+e.Kind+" ("+e.Detail+")") })
 	if err != nil {
 		return err
 	}
@@ -77,9 +80,17 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			gw.Close()
 			return fmt.Errorf("admin: %w", err)
 		}
-		admin = &http.Server{Handler: gw.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		d, err := dashboard.New(dashboard.Config{Title: "Bulwark", Source: &upSource{c: c}, Events: events, Logger: logger})
+		if err != nil {
+			return err
+		}
+		if err := d.Start(); err != nil {
+			return err
+		}
+		defer d.Close()
+		admin = &http.Server{Handler: adminHandler(c, d), ReadHeaderTimeout: 5 * time.Second}
 		go admin.Serve(ln)
-		fmt.Fprintf(stdout, "admin on http://%s\n", ln.Addr())
+		fmt.Fprintf(stdout, "admin and dashboard on http://%s\n", ln.Addr())
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -107,12 +107,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	mux := http.NewServeMux()
-	admin := c.gateway.AdminHandler()
-	mux.Handle("/metrics", admin)
-	mux.Handle("/api/upstreams", admin)
-	mux.Handle("/healthz", admin)
-	mux.Handle("/", d.Handler())
+	mux := adminHandler(c, d)
 	ln, err := net.Listen("tcp", *dash)
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
