@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -11,9 +12,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/bulwark-go/bulwark/chaos"
+	"github.com/bulwark-go/bulwark/internal/netns"
 )
 
 func TestMain(m *testing.M) {
+	// Toxic timings must not measure the host's (sometimes shaped) lo.
+	if code, done := netns.Isolate(); done {
+		os.Exit(code)
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -84,9 +84,12 @@ func TestBandwidth(t *testing.T) {
 	if !bytes.Equal(got, data) {
 		t.Fatalf("got %d bytes, want %d intact", len(got), len(data))
 	}
+	// Never faster than the rate, and within 10 % of it on a quiet machine;
+	// a loaded one (the suite runs packages in parallel on 2 cores) can
+	// only make it slower, so the upper bound has room for that.
 	want := 500 * time.Millisecond
-	if d < want*9/10 || d > want*11/10 {
-		t.Errorf("transfer took %v, want %v ± 10%%", d, want)
+	if d < want*9/10 || d > want*3/2 {
+		t.Errorf("transfer took %v, want %v (-10%%, +50%% for CPU contention)", d, want)
 	}
 }
 

@@ -69,8 +69,10 @@ func TestHungBackend(t *testing.T) {
 		hedge string
 		bound time.Duration
 	}{
-		{"per-try timeout", "", 700 * time.Millisecond},
-		{"hedged", "50ms", 300 * time.Millisecond},
+		// The per-try timeout is 500 ms; the bounds leave room for a loaded
+		// CI machine (2 cores running other packages' tests meanwhile).
+		{"per-try timeout", "", 900 * time.Millisecond},
+		{"hedged", "50ms", 400 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bs := startDemos(t, 3)
@@ -116,8 +118,10 @@ func TestSlowBackend(t *testing.T) {
 	if share := float64(after.byReplica["r1"]) / float64(after.total); share > 0.02 {
 		t.Errorf("the slow replica still got %.1f%% of requests a second later", share*100)
 	}
-	if after.p99 > 100*time.Millisecond {
-		t.Errorf("p99 after the shift is %v; want it near the healthy %v (well under the 300ms of the slow replica)", after.p99, before.p99)
+	// Near the healthy level: within 50 ms or 1.5× of it (the machine may be
+	// loaded), and in any case well under the slow replica's 300 ms.
+	if limit := max(before.p99+50*time.Millisecond, before.p99*3/2); after.p99 > limit || after.p99 >= 300*time.Millisecond {
+		t.Errorf("p99 after the shift is %v; want it near the healthy %v (at most %v)", after.p99, before.p99, limit)
 	}
 }
 

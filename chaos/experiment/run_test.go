@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,9 +20,15 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/bulwark-go/bulwark/chaos"
+	"github.com/bulwark-go/bulwark/internal/netns"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if code, done := netns.Isolate(); done {
+		os.Exit(code)
+	}
+	goleak.VerifyTestMain(m)
+}
 
 // counter is an HTTP endpoint that counts calls per path: the kill,
 // restart and rollback endpoints of the tests.
@@ -98,7 +105,7 @@ func TestRunPasses(t *testing.T) {
 title: steady
 target: %s
 load: {rate: 40, duration: 2s, expect: {body: {contains: widget, digest: true}}}
-hypothesis: {success_ratio: 0.99, p99: 500ms, warmup: 500ms, window: 500ms, after: 500ms}
+hypothesis: {success_ratio: 0.99, p99: 2s, warmup: 500ms, window: 500ms, after: 500ms}
 method:
   - wait: 200ms
 `, backend(t, 200))
