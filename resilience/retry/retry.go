@@ -95,6 +95,7 @@ type Policy struct {
 	budget        Budget
 	observer      resilience.Observer
 	backoff       backoff
+	self          *resilience.Pipeline // this policy alone, for Execute
 }
 
 // New returns a retry policy configured by cfg.
@@ -119,6 +120,7 @@ func New(cfg Config) (*Policy, error) {
 	if p.backoff.rnd == nil {
 		p.backoff.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	}
+	p.self, _ = resilience.Compose(p) // cannot fail: p is not nil
 	return p, nil
 }
 
@@ -276,45 +278,10 @@ func (e *stopError) Error() string {
 
 func (e *stopError) Unwrap() []error { return []error{e.reason, e.err} }
 
-// Execute runs next with retries; it is the general path, for use outside a
-// pipeline or around a policy that is not built in. In a pipeline the
-// equivalent loop runs inline and does not allocate.
+// Execute runs next with retries, through a pipeline holding this policy
+// alone (built once by New), so the attempt loop is the pipeline's own; in
+// a larger pipeline that loop runs inline and does not allocate.
 func (p *Policy) Execute(ctx context.Context, next resilience.Next) (any, error) {
-	st := p.Begin(ctx)
-	defer func() { p.End(st) }()
-	for {
-		st.Attempts++
-		v, err := next(ctx)
-		if err == nil && !p.RetryResult(v) {
-			return v, nil
-		}
-		var delay time.Duration
-		var again bool
-		var rerr error
-		st, delay, again, rerr = p.Retry(ctx, st, err)
-		if !again {
-			return v, rerr
-		}
-		if werr := sleep(ctx, delay); werr != nil {
-			if err == nil {
-				return v, werr
-			}
-			return v, fmt.Errorf("%w while waiting to retry; last attempt: %w", werr, err)
-		}
-	}
+	return p.self.Execute(ctx, next)
 }
 
-// sleep waits for d or until ctx is done, like the pipeline's own wait.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
-	}
-}
