@@ -284,4 +284,3 @@ func (e *stopError) Unwrap() []error { return []error{e.reason, e.err} }
 func (p *Policy) Execute(ctx context.Context, next resilience.Next) (any, error) {
 	return p.self.Execute(ctx, next)
 }
-
