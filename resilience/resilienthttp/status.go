@@ -1,9 +1,9 @@
 package resilienthttp
 
 import (
+	"github.com/bulwark-go/bulwark/resilience/retry"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -64,39 +64,5 @@ const maxDelaySeconds = int64(1<<63-1) / int64(time.Second)
 // policies cap delays further). It reports false for anything else: an empty
 // value, signs, fractions, or garbage.
 func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
-	v = strings.Trim(v, " \t") // optional whitespace around a field value
-	if v == "" {
-		return 0, false
-	}
-	if v[0] >= '0' && v[0] <= '9' {
-		if d, ok := parseSeconds(v); ok {
-			return d, true
-		}
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	if d := t.Sub(now); d > 0 {
-		return d, true
-	}
-	return 0, true
-}
-
-// parseSeconds parses 1*DIGIT, saturating instead of overflowing.
-func parseSeconds(v string) (time.Duration, bool) {
-	var n int64
-	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		if n <= maxDelaySeconds {
-			n = n*10 + int64(c-'0')
-		}
-	}
-	if n > maxDelaySeconds {
-		n = maxDelaySeconds
-	}
-	return time.Duration(n) * time.Second, true
+	return retry.ParseRetryAfter(v, now) // one parser for the whole library
 }
