@@ -1,10 +1,11 @@
 package resilienthttp
 
 import (
-	"github.com/bulwark-go/bulwark/resilience/retry"
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/bulwark-go/bulwark/resilience/retry"
 )
 
 // StatusError is the error [DefaultClassify] makes of a response that the
