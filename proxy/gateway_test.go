@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -366,4 +367,19 @@ func TestHedgingCutsTailLatency(t *testing.T) {
 	if slow.hits.Load() == 0 {
 		t.Fatal("the slow backend was never tried")
 	}
+}
+
+func mustURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// httpTestServer serves h on a real listener and returns its URL.
+func httpTestServer(t *testing.T, h http.Handler) string {
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
