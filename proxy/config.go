@@ -23,6 +23,10 @@ type Config struct {
 	Routes []Route `yaml:"routes"`
 	// Upstreams are the pools of endpoints requests are sent to.
 	Upstreams []Upstream `yaml:"upstreams"`
+	// AccessLog logs every request (method, host, path, status, duration,
+	// route, endpoint, tries, client) at Info through the gateway's
+	// logger. Default false.
+	AccessLog bool `yaml:"access_log"`
 }
 
 // Listener is one address the gateway accepts connections on.

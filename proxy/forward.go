@@ -43,6 +43,7 @@ type try struct {
 	body   []byte         // the verified body, when buffered
 	err    error
 	kind   failKind
+	tries  int                // how many tries the request took, this one included
 	cancel context.CancelFunc // ends the try's context; called when the body is done
 	timer  *time.Timer
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -382,4 +383,36 @@ func httpTestServer(t *testing.T, h http.Handler) string {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+func TestAccessLog(t *testing.T) {
+	b := newBackend(t, "b")
+	var buf strings.Builder
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))
+	cfg := Config{AccessLog: true, Routes: []Route{{Name: "r", Upstream: "u"}}, Upstreams: []Upstream{{Name: "u", Endpoints: []Endpoint{{URL: b.URL}}}}}
+	gw, err := New(cfg, Options{Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	do(gw, "GET", "http://site/a?b=c", nil)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, want := range []string{`"msg":"access"`, `"path":"/a"`, `"status":200`, `"route":"r"`, `"tries":1`, `"endpoint":"` + b.URL} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("access log lacks %s: %s", want, buf.String())
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -173,6 +174,22 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request) {
 	t := rt.forward(ctx, r, body, canRetry)
 	code := rt.respond(w, r, t)
 	rec.end(code, start)
+	if rt.gw.state.Load().cfg.AccessLog {
+		rt.accessLog(r, t, code, start)
+	}
+}
+
+// accessLog writes one structured line per request.
+func (rt *route) accessLog(r *http.Request, t *try, code int, start time.Time) {
+	ep := ""
+	if t.ep != nil {
+		ep = t.ep.ID()
+	}
+	rt.gw.logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
+		slog.String("method", r.Method), slog.String("host", r.Host), slog.String("path", r.URL.Path),
+		slog.Int("status", code), slog.Duration("duration", time.Since(start)), slog.String("route", rt.name),
+		slog.String("endpoint", ep), slog.Int("tries", t.tries), slog.String("outcome", t.kind.String()),
+		slog.String("client", clientIP(r).String()))
 }
 
 // bufferBody reads the request body for replay when it is small enough.
@@ -217,6 +234,7 @@ func (rt *route) forward(ctx context.Context, r *http.Request, body []byte, canR
 		} else {
 			t = rt.once(ctx, r, body, &tried)
 		}
+		t.tries = attempt
 		if t.kind == failNone {
 			if last != nil {
 				last.discard()
