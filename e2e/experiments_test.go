@@ -10,9 +10,11 @@ import (
 	"testing"
 )
 
-// TestOwnExperiments runs every experiment in examples/experiments against
-// a real stack (three demo replicas behind `bulwark proxy`, all separate
-// processes) and requires every verdict to pass.
+// TestOwnExperiments runs every experiment in examples/experiments
+// against a real stack (three demo replicas behind `bulwark proxy`, all
+// separate processes) and requires every verdict to pass. The experiments
+// in clusterExperiments need stacks of their own and are run by
+// TestOwnClusterExperiments.
 func TestOwnExperiments(t *testing.T) {
 	files, err := filepath.Glob("../examples/experiments/*.yaml")
 	if err != nil || len(files) == 0 {
@@ -20,6 +22,9 @@ func TestOwnExperiments(t *testing.T) {
 	}
 	for _, file := range files {
 		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		if clusterExperiments[name] {
+			continue
+		}
 		t.Run(name, func(t *testing.T) {
 			bs := startDemos(t, 3)
 			args := []string{"proxy", "--listen", "127.0.0.1:0", "--per-try-timeout", "500ms", "--hedge", "100ms"}

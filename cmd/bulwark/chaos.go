@@ -7,15 +7,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/chaos"
 	"github.com/bulwark-go/bulwark/chaos/experiment"
 	"github.com/bulwark-go/bulwark/chaos/monkey"
+	"github.com/bulwark-go/bulwark/registry"
 )
 
 const chaosUsage = `Usage:
@@ -24,7 +28,7 @@ const chaosUsage = `Usage:
   bulwark chaos run [--out DIR] EXPERIMENT.yaml
       run a self-verifying experiment; exits 1 when the hypothesis broke.
       ${NAME} in the file is replaced from the environment.
-  bulwark chaos monkey --service NAME --victim ID=PID|ID=URL [...] [--mtbk 1h] [--min-healthy 1] [--dry-run]
+  bulwark chaos monkey --service NAME (--registry HOST:PORT | --victim SERVICE/ID=PID|URL ...) [--mtbk 1h] [--min-healthy 1] [--dry-run]
       kill instances of opted-in services on a schedule
 `
 
@@ -145,6 +149,8 @@ func runChaosMonkey(ctx context.Context, args []string, stdout, stderr io.Writer
 	var services, victims multiFlag
 	fs.Var(&services, "service", "an opted-in service (repeat)")
 	fs.Var(&victims, "victim", "SERVICE/ID=PID or SERVICE/ID=URL (a POST kills it); repeat")
+	var registries multiFlag
+	fs.Var(&registries, "registry", "take victims from this registry (host:port; repeat for failover): instances registered with a pid or kill_url in their metadata")
 	mtbk := fs.Duration("mtbk", time.Hour, "mean time between kills")
 	minHealthy := fs.Int("min-healthy", 1, "never leave a service with fewer healthy instances")
 	dry := fs.Bool("dry-run", false, "log decisions without killing")
@@ -152,6 +158,7 @@ func runChaosMonkey(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	var source monkey.Victims
 	sv := &monkey.StaticVictims{}
 	for _, v := range victims {
 		name, target, ok := strings.Cut(v, "=")
@@ -167,17 +174,74 @@ func runChaosMonkey(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		sv.List = append(sv.List, sv2)
 	}
-	if len(services) == 0 || len(sv.List) == 0 {
-		return fmt.Errorf("%w: chaos monkey needs --service and --victim", errUsage)
+	switch {
+	case len(registries) > 0 && len(sv.List) > 0:
+		return fmt.Errorf("%w: use --registry or --victim, not both", errUsage)
+	case len(registries) > 0:
+		c, err := registry.NewClient(registry.ClientConfig{Addrs: registries})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		source = registryVictims{c}
+	default:
+		source = sv
+	}
+	if len(services) == 0 || (len(sv.List) == 0 && len(registries) == 0) {
+		return fmt.Errorf("%w: chaos monkey needs --service and --victim or --registry", errUsage)
 	}
 	m, err := monkey.New(monkey.Config{Services: services, MeanTimeBetweenKills: *mtbk, MinHealthy: *minHealthy,
-		DryRun: *dry, Seed: *seed, Logger: slog.New(slog.NewTextHandler(stderr, nil))}, sv)
+		DryRun: *dry, Seed: *seed, Logger: slog.New(slog.NewTextHandler(stderr, nil))}, source)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "bulwark chaos monkey running: %d services, %d instances, mean %v between kills\n", len(services), len(sv.List), *mtbk)
+	fmt.Fprintf(stdout, "bulwark chaos monkey running: services %v, mean %v between kills\n", []string(services), *mtbk)
 	if err := m.Run(ctx, nil); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// registryVictims takes the monkey's victims from the registry: the
+// instances it lists (with their health, so the min-healthy guard sees
+// suspect ones as unhealthy), killed by the pid (SIGKILL, same machine) or
+// kill_url (POST) they registered in their metadata.
+type registryVictims struct{ c *registry.Client }
+
+func (r registryVictims) Instances(ctx context.Context, service string) ([]bulwark.Instance, error) {
+	insts, err := r.c.Instances(ctx, service)
+	if err != nil {
+		return nil, err
+	}
+	// The registry learns of a death only when the lease lapses; a pid on
+	// this machine tells at once, so the min-healthy guard never counts a
+	// corpse as healthy.
+	for i, in := range insts {
+		if pid, err := strconv.Atoi(in.Metadata["pid"]); err == nil && pid > 0 && syscall.Kill(pid, 0) != nil {
+			insts[i].Health = bulwark.HealthDown
+		}
+	}
+	return insts, nil
+}
+
+func (r registryVictims) Kill(ctx context.Context, inst bulwark.Instance) error {
+	if pid, err := strconv.Atoi(inst.Metadata["pid"]); err == nil && pid > 0 {
+		return syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if u := inst.Metadata["kill_url"]; u != "" {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode >= 300 {
+			return fmt.Errorf("kill %s/%s: %s answered %s", inst.Service, inst.ID, u, resp.Status)
+		}
+		return nil
+	}
+	return fmt.Errorf("instance %s/%s registered no pid or kill_url: the monkey cannot kill it", inst.Service, inst.ID)
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -44,7 +46,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return err
 		}
 		defer c.Close()
-		inst := bulwark.Instance{Service: *service, ID: *id, Address: "http://" + ln.Addr().String()}
+		// pid lets a chaos monkey on this machine find and kill the process.
+		inst := bulwark.Instance{Service: *service, ID: *id, Address: "http://" + ln.Addr().String(),
+			Metadata: map[string]string{"pid": strconv.Itoa(os.Getpid())}}
 		reg, err := c.Register(ctx, inst, *ttl)
 		if err != nil {
 			return fmt.Errorf("registering with %s: %w", *registryAddr, err)
