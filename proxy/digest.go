@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+	"sync"
 )
 
 // ErrDigestMismatch means an upstream's body does not match the
@@ -37,9 +38,11 @@ var digestAlgs = [...]digestAlg{
 }
 
 // contentDigest is a parsed Content-Digest field: the expected sums by
-// algorithm, only for the algorithms we verify.
+// algorithm, only for the algorithms we verify. Fixed arrays keep it off
+// the heap on the hot path.
 type contentDigest struct {
-	sums [len(digestAlgs)][]byte
+	sums [len(digestAlgs)][sha512.Size]byte
+	has  [len(digestAlgs)]bool
 	any  bool
 }
 
@@ -69,22 +72,40 @@ func parseContentDigest(v string) (contentDigest, error) {
 		if len(val) < 2 || val[0] != ':' || val[len(val)-1] != ':' {
 			return d, fmt.Errorf("content-digest: %s: value is not a byte sequence", key)
 		}
-		sum, err := base64.StdEncoding.DecodeString(val[1 : len(val)-1])
+		b64 := val[1 : len(val)-1]
+		var sum [sha512.Size + 3]byte // room for a decoder that writes a whole quantum
+		if base64.StdEncoding.DecodedLen(len(b64)) > len(sum) {
+			if _, err := base64.StdEncoding.DecodeString(b64); err != nil {
+				return d, fmt.Errorf("content-digest: %s: %w", key, err)
+			}
+			if i := algIndex(key); i >= 0 {
+				return d, fmt.Errorf("content-digest: %s: too long, want %d bytes", key, digestAlgs[i].size)
+			}
+			continue // an unknown algorithm with a long sum
+		}
+		n, err := base64.StdEncoding.Decode(sum[:], []byte(b64))
 		if err != nil {
 			return d, fmt.Errorf("content-digest: %s: %w", key, err)
 		}
-		for i, a := range digestAlgs {
-			if a.name != key {
-				continue
+		if i := algIndex(key); i >= 0 {
+			if n != digestAlgs[i].size {
+				return d, fmt.Errorf("content-digest: %s: %d bytes, want %d", key, n, digestAlgs[i].size)
 			}
-			if len(sum) != a.size {
-				return d, fmt.Errorf("content-digest: %s: %d bytes, want %d", key, len(sum), a.size)
-			}
-			d.sums[i] = sum
+			copy(d.sums[i][:], sum[:n])
+			d.has[i] = true
 			d.any = true
 		}
 	}
 	return d, nil
+}
+
+func algIndex(name string) int {
+	for i, a := range digestAlgs {
+		if a.name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 // isSFKey reports whether k is a Structured Fields key: lcalpha or "*"
@@ -103,20 +124,34 @@ func isSFKey(k string) bool {
 }
 
 // verifier hashes a body as it passes and checks it against a digest.
+// Verifiers and their hash states are pooled: a SHA-512 state is 200+
+// bytes, and every response with a digest needs one.
 type verifier struct {
 	d      contentDigest
 	hashes [len(digestAlgs)]hash.Hash
+	states [len(digestAlgs)]hash.Hash // allocated once per pooled verifier
 }
 
+var verifierPool = sync.Pool{New: func() any { return new(verifier) }}
+
 func newVerifier(d contentDigest) *verifier {
-	v := &verifier{d: d}
+	v := verifierPool.Get().(*verifier)
+	v.d = d
 	for i, a := range digestAlgs {
-		if d.sums[i] != nil {
-			v.hashes[i] = a.new()
+		v.hashes[i] = nil
+		if d.has[i] {
+			if v.states[i] == nil {
+				v.states[i] = a.new()
+			}
+			v.states[i].Reset()
+			v.hashes[i] = v.states[i]
 		}
 	}
 	return v
 }
+
+// release returns the verifier to the pool; it must not be used after.
+func (v *verifier) release() { verifierPool.Put(v) }
 
 // Write feeds body bytes to every hash; it never fails.
 func (v *verifier) Write(p []byte) (int, error) {
@@ -133,11 +168,13 @@ func (v *verifier) Write(p []byte) (int, error) {
 // attacker who can rewrite one sum can rewrite all, but a corrupting
 // replica or link is caught by any of them.
 func (v *verifier) check() error {
+	var buf [sha512.Size]byte
 	for i, h := range v.hashes {
 		if h == nil {
 			continue
 		}
-		if subtle.ConstantTimeCompare(h.Sum(nil), v.d.sums[i]) != 1 {
+		size := digestAlgs[i].size
+		if subtle.ConstantTimeCompare(h.Sum(buf[:0]), v.d.sums[i][:size]) != 1 {
 			return fmt.Errorf("%s: %w", digestAlgs[i].name, ErrDigestMismatch)
 		}
 	}

@@ -84,7 +84,7 @@ func (rt *route) send(ctx context.Context, r *http.Request, body []byte, ep *bal
 	if rt.perTry > 0 {
 		// The per-try timeout covers connecting, the response headers and
 		// the digest check; a streamed body is bounded only by the total.
-		t.timer = time.AfterFunc(rt.perTry, func() { cancel() })
+		t.timer = time.AfterFunc(rt.perTry, cancel)
 	}
 	out := rt.outgoing(tctx, r, m.url, body)
 	resp, err := rt.gw.transport.RoundTrip(out)
@@ -141,24 +141,35 @@ func (rt *route) verify(t *try, m *member, max int64) error {
 		resp.Body = &streamVerifier{rc: resp.Body, v: newVerifier(d)}
 		return nil
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, max64(resp.ContentLength, 512)))
-	n, err := io.Copy(buf, io.LimitReader(resp.Body, max+1))
-	if err != nil {
-		resp.Body.Close()
-		return err
-	}
-	if n > max { // no Content-Length and too large: check the rest while streaming
-		resp.Body = &streamVerifier{rc: resp.Body, v: newVerifier(d), head: buf.Bytes()}
-		return nil
+	var body []byte
+	if resp.ContentLength >= 0 { // the usual case: read exactly that much
+		body = make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			resp.Body.Close()
+			return err
+		}
+	} else {
+		buf := bytes.NewBuffer(make([]byte, 0, 512))
+		n, err := io.Copy(buf, io.LimitReader(resp.Body, max+1))
+		if err != nil {
+			resp.Body.Close()
+			return err
+		}
+		if n > max { // no Content-Length and too large: check the rest while streaming
+			resp.Body = &streamVerifier{rc: resp.Body, v: newVerifier(d), head: buf.Bytes()}
+			return nil
+		}
+		body = buf.Bytes()
 	}
 	resp.Body.Close()
 	v := newVerifier(d)
-	v.Write(buf.Bytes())
-	if err := v.check(); err != nil {
+	v.Write(body)
+	err = v.check()
+	v.release()
+	if err != nil {
 		return err
 	}
-	t.body = buf.Bytes()
-	resp.Body = io.NopCloser(bytes.NewReader(t.body))
+	t.body = body
 	return nil
 }
 
@@ -189,7 +200,8 @@ func (s *streamVerifier) Read(p []byte) (int, error) {
 	n, err := s.rc.Read(p)
 	s.v.Write(p[:n])
 	if err == io.EOF {
-		if cerr := s.v.check(); cerr != nil {
+		cerr := s.v.check()
+		if cerr != nil {
 			return n, cerr
 		}
 	}

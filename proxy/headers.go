@@ -79,12 +79,14 @@ func addForwarded(out http.Header, in *http.Request) {
 		proto = "https"
 	}
 	ip := clientIP(in)
+	ipStr := "unknown"
 	if ip.IsValid() {
-		xff := ip.String()
+		ipStr = ip.String()
 		if prior := out["X-Forwarded-For"]; len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + xff
+			out["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + ipStr}
+		} else {
+			out["X-Forwarded-For"] = []string{ipStr}
 		}
-		out["X-Forwarded-For"] = []string{xff}
 	}
 	if _, ok := out["X-Forwarded-Host"]; !ok && in.Host != "" {
 		out["X-Forwarded-Host"] = []string{in.Host}
@@ -93,25 +95,28 @@ func addForwarded(out http.Header, in *http.Request) {
 		out["X-Forwarded-Proto"] = []string{proto}
 	}
 	var b strings.Builder
-	if prior := out.Get("Forwarded"); prior != "" {
+	prior := out.Get("Forwarded")
+	b.Grow(len(prior) + len(ipStr) + len(in.Host) + 32)
+	if prior != "" {
 		b.WriteString(prior)
 		b.WriteString(", ")
 	}
 	b.WriteString("for=")
-	switch {
-	case !ip.IsValid():
-		b.WriteString("unknown")
-	case ip.Is6():
-		b.WriteString(`"[` + ip.String() + `]"`)
-	default:
-		b.WriteString(ip.String())
+	if ip.Is6() {
+		b.WriteString(`"[` + ipStr + `]"`)
+	} else {
+		b.WriteString(ipStr)
 	}
 	if in.Host != "" && isForwardedToken(in.Host) {
-		b.WriteString(";host=" + in.Host)
+		b.WriteString(";host=")
+		b.WriteString(in.Host)
 	} else if in.Host != "" {
-		b.WriteString(`;host="` + strings.ReplaceAll(in.Host, `"`, ``) + `"`)
+		b.WriteString(`;host="`)
+		b.WriteString(strings.ReplaceAll(in.Host, `"`, ``))
+		b.WriteString(`"`)
 	}
-	b.WriteString(";proto=" + proto)
+	b.WriteString(";proto=")
+	b.WriteString(proto)
 	out["Forwarded"] = []string{b.String()}
 }
 

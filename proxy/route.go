@@ -426,6 +426,13 @@ func (rt *route) respond(w http.ResponseWriter, r *http.Request, t *try) int {
 		h["Trailer"] = []string{strings.Join(names, ", ")}
 	}
 	w.WriteHeader(resp.StatusCode)
+	if t.body != nil { // verified and buffered
+		w.Write(t.body)
+		for k, v := range resp.Trailer {
+			h[http.TrailerPrefix+k] = v
+		}
+		return resp.StatusCode
+	}
 	if err := copyBody(w, resp); err != nil {
 		resp.Body.Close()
 		if errors.Is(err, ErrDigestMismatch) {
