@@ -3,10 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -79,10 +81,10 @@ type regNode struct {
 
 // testRegistryLeaderLoss: three `bulwark run` processes form a Raft
 // registry cluster; node a also runs the gateway, with upstream "demo"
-// discovered from its local node. b and c start first and elect a leader
-// between them, so a (the gateway, and the node the demos register with)
-// joins as a follower and the leader the experiment kills is never the
-// gateway's own process.
+// discovered from its local node. b and c bootstrap the three-node
+// cluster, start first and elect a leader between them, so a (the
+// gateway, and the node the demos register with) joins as a follower and
+// the leader the experiment kills is never the gateway's own process.
 func testRegistryLeaderLoss(t *testing.T) {
 	dir := t.TempDir()
 	nodes := []*regNode{{id: "a"}, {id: "b"}, {id: "c"}}
@@ -94,8 +96,12 @@ func testRegistryLeaderLoss(t *testing.T) {
 		if self.id == "a" {
 			b.WriteString("listeners:\n  - address: 127.0.0.1:0\nroutes:\n  - upstream: demo\nupstreams:\n  - name: demo\n    discover: demo\n")
 		}
-		fmt.Fprintf(&b, "registry:\n  node_id: %s\n  http: %s\n  raft: %s\n  data_dir: %s\n  bootstrap: true\n  peers:\n",
-			self.id, self.http, self.raft, filepath.Join(dir, self.id))
+		// b and c found the cluster of all three; a, started once they
+		// have a leader, joins it instead of bootstrapping: a bootstrap
+		// races the leader's first AppendEntries to a, and fails with
+		// "bootstrap only works on new clusters" when the leader wins.
+		fmt.Fprintf(&b, "registry:\n  node_id: %s\n  http: %s\n  raft: %s\n  data_dir: %s\n  bootstrap: %v\n  peers:\n",
+			self.id, self.http, self.raft, filepath.Join(dir, self.id), self.id != "a")
 		for _, n := range nodes {
 			if n != self {
 				fmt.Fprintf(&b, "    - {id: %s, raft: %s, http: %s}\n", n.id, n.raft, n.http)
@@ -187,4 +193,35 @@ func testDeliveryOutage(t *testing.T) {
 	if slack := res.Totals.Requests - accepted + 16; n > accepted+slack {
 		t.Fatalf("%d delivered but only %d accepted: writes were invented", n, accepted)
 	}
+	// The outage was real: deliveries failed and were retried, none gave up.
+	retried, dead := deliveryMetric(t, s.admin, "retried_total"), deliveryMetric(t, s.admin, "dead_lettered_total")
+	t.Logf("%v attempts retried during the outage, %v dead-lettered", retried, dead)
+	if retried == 0 || dead != 0 {
+		t.Fatalf("retried %v (want > 0: the outage must have hit deliveries), dead-lettered %v (want 0)", retried, dead)
+	}
+}
+
+// deliveryMetric reads bulwark_delivery_NAME from the admin's /metrics.
+func deliveryMetric(t *testing.T, admin, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "bulwark_delivery_"+name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no metric bulwark_delivery_%s in /metrics", name)
+	return 0
 }

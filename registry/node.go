@@ -112,7 +112,10 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	closers = append(closers, func() { n.raft.Shutdown().Error() })
 	if !existing && (cfg.Bootstrap || len(cfg.Peers) == 0) {
-		if err := n.raft.BootstrapCluster(n.bootstrapConfig()).Error(); err != nil {
+		// ErrCantBootstrap here means a peer that bootstrapped the same
+		// cluster reached us between NewRaft starting the transport and this
+		// call, and we already hold its configuration: that is success.
+		if err := n.raft.BootstrapCluster(n.bootstrapConfig()).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 			return nil, fmt.Errorf("registry: bootstrap: %w", err)
 		}
 	}

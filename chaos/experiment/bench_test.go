@@ -1,6 +1,7 @@
 package experiment
 
 import (
+	"io"
 	"testing"
 	"time"
 )
@@ -18,5 +19,22 @@ func BenchmarkJudge(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		judge(h, ss, "during", 0, 60*time.Second, nil)
+	}
+}
+
+// BenchmarkWriteHTML renders the report of a 60 s run with two fault
+// windows: the cost of the HTML report.
+func BenchmarkWriteHTML(b *testing.B) {
+	res := &Result{Title: "bench", Target: "http://127.0.0.1:8080", Duration: 60, Verdict: VerdictPassed,
+		Hypothesis: HypothesisResult{SuccessRatio: 0.99, P99Ms: 100, WindowS: 1, MinRequests: 1},
+		Faults:     []FaultWindow{{10, 20, "kill"}, {30, 40, "slow"}}}
+	for i := range 60 {
+		res.Timeline = append(res.Timeline, Bucket{T: float64(i), Requests: 1000, OK: 990, SuccessRatio: 0.99, P50Ms: 3, P99Ms: 40})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := WriteHTML(io.Discard, res); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -92,7 +92,9 @@ type ActionResult struct {
 }
 
 // FaultWindow is an interval in which a fault was in place (a toxic from
-// its add to its removal) or an action ran; reports shade it.
+// its add to its removal, a fault switch from one call to the next call
+// to the same URL, kill -STOP to kill -CONT) or an action ran; reports
+// shade it.
 type FaultWindow struct {
 	From  float64 `json:"from_s"`
 	To    float64 `json:"to_s"`

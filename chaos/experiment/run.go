@@ -336,24 +336,30 @@ func (r *runner) finish(before PhaseResult, mStart, mEnd, end time.Duration, gra
 	r.log.Info("verdict", "verdict", res.Verdict, "reasons", len(res.Reasons))
 }
 
-// faultWindows pairs each add_toxic with the first later remove_toxic of
-// the same toxic name (or the end of the run); other actions are shaded
-// while they ran.
+// faultWindows pairs each fault with the action that ends it, for the
+// report's shading: an add_toxic with the first later remove_toxic of the
+// same toxic (or the end of the run); an http call with the next call to
+// the same URL (a fault switch set, then reset); a run with the next run
+// of the same program on the same last argument (kill -STOP PID, then
+// kill -CONT PID). Other actions are shaded while they ran.
 func faultWindows(actions []ActionResult, end float64) []FaultWindow {
 	out := []FaultWindow{}
 	used := make([]bool, len(actions))
 	for i, a := range actions {
-		if a.Phase != "method" || !a.OK {
+		if a.Phase != "method" || !a.OK || used[i] {
 			continue
 		}
 		switch a.Kind {
 		case "add_toxic":
 			to := end
-			for j := i + 1; j < len(actions); j++ {
-				if !used[j] && actions[j].Kind == "remove_toxic" && actions[j].Subject == a.Subject {
-					used[j], to = true, actions[j].From
-					break
-				}
+			if j := closer(actions, used, i, "remove_toxic", func(b ActionResult) bool { return b.Subject == a.Subject }); j >= 0 {
+				to = actions[j].From
+			}
+			out = append(out, FaultWindow{From: a.From, To: min(to, end), Label: a.Name})
+		case "http", "run":
+			to := max(a.To, a.From+0.05)
+			if j := closer(actions, used, i, a.Kind, func(b ActionResult) bool { return sameTarget(a, b) }); j >= 0 {
+				to = actions[j].From
 			}
 			out = append(out, FaultWindow{From: a.From, To: min(to, end), Label: a.Name})
 		case "remove_toxic", "wait":
@@ -362,4 +368,27 @@ func faultWindows(actions []ActionResult, end float64) []FaultWindow {
 		}
 	}
 	return out
+}
+
+// closer finds the first unused method action after i of the given kind
+// that match accepts, marks it used and returns its index, or -1.
+func closer(actions []ActionResult, used []bool, i int, kind string, match func(ActionResult) bool) int {
+	for j := i + 1; j < len(actions); j++ {
+		b := actions[j]
+		if !used[j] && b.Phase == "method" && b.Kind == kind && match(b) {
+			used[j] = true
+			return j
+		}
+	}
+	return -1
+}
+
+// sameTarget reports whether two http or run actions act on the same
+// thing: the same method and URL, or the same program and last argument.
+func sameTarget(a, b ActionResult) bool {
+	if a.Kind == "http" {
+		return a.Subject == b.Subject
+	}
+	fa, fb := strings.Fields(a.Subject), strings.Fields(b.Subject)
+	return len(fa) > 1 && len(fb) > 1 && fa[0] == fb[0] && fa[len(fa)-1] == fb[len(fb)-1]
 }
