@@ -178,3 +178,32 @@ func TestUp(t *testing.T) {
 	})
 	t.Logf("registry index %d → %d; delivery before %+v, after restart %+v", before.Registry.Index, after.Registry.Index, before.Delivery, snapshotOf(t, dash2).Delivery)
 }
+
+// TestUpWithConfig: `bulwark up --config FILE` runs the user's own config
+// with the dashboard and no demo system.
+func TestUpWithConfig(t *testing.T) {
+	b := start(t, "demo", "--id", "mine")
+	dir := t.TempDir()
+	gwAddr, dashAddr := freeAddr(t), freeAddr(t)
+	conf := fmt.Sprintf("listeners:\n  - address: %s\nroutes:\n  - upstream: mine\nupstreams:\n  - name: mine\n    endpoints: [{url: %s}]\n", gwAddr, b.url)
+	path := filepath.Join(dir, "bulwark.yaml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, "up", "--config", path, "--dashboard", dashAddr)
+	waitFor(t, 20*time.Second, func() bool { return strings.Contains(p.out.String(), "bulwark is up") })
+	resp, err := http.Get("http://" + gwAddr + "/read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Replica") != "mine" {
+		t.Fatalf("through the user's gateway: %s from %q", resp.Status, resp.Header.Get("X-Replica"))
+	}
+	if h := healthOf(snapshotOf(t, "http://"+dashAddr), b.url); h != "up" {
+		t.Fatalf("the dashboard shows the user's endpoint as %q", h)
+	}
+	if kids := children(p.cmd.Process.Pid); len(kids) != 0 {
+		t.Fatalf("--config must not start demo replicas; children %v", kids)
+	}
+}
