@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -26,7 +27,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
 	id := fs.String("id", "demo", "replica id, sent in the X-Replica header")
 	seed := fs.Uint64("seed", 1, "seed for the fault injection's random choices")
-	registryAddr := fs.String("registry", "", "registry address to register with (host:port; default: do not register)")
+	registryAddr := fs.String("registry", "", "registry node(s) to register with, comma-separated host:port, tried in turn (default: do not register)")
 	service := fs.String("service", "demo", "service name to register under")
 	ttl := fs.Duration("ttl", time.Second, "registration lease")
 	if err := fs.Parse(args); err != nil {
@@ -41,7 +42,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if *registryAddr != "" {
-		c, err := registry.NewClient(registry.ClientConfig{Addrs: []string{*registryAddr}})
+		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ",")})
 		if err != nil {
 			return err
 		}
