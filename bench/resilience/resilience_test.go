@@ -56,7 +56,14 @@ func must[T any](v T, err error) T {
 
 func benchBreaker(b *testing.B, parallel bool) {
 	ctx := context.Background()
+	// The breaker's own typed entry point, as gobreaker's Execute and
+	// failsafe's executor are theirs.
 	b.Run("bulwark", func(b *testing.B) {
+		cb := must(breaker.New(breaker.Config{}))
+		run(b, parallel, func() { breaker.Do(ctx, cb, call) })
+	})
+	// The same breaker as the only stage of a resilience pipeline.
+	b.Run("bulwark-pipeline", func(b *testing.B) {
 		p := resilience.New(resilience.Policies{Breaker: must(breaker.New(breaker.Config{}))})
 		run(b, parallel, func() { resilience.Do(ctx, p, call) })
 	})
