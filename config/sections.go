@@ -69,6 +69,10 @@ type Delivery struct {
 	// SyncAlways fsyncs every message before acknowledging it (survives
 	// power loss, not only process crashes); default false.
 	SyncAlways bool `yaml:"sync_always"`
+	// MaxBacklog bounds the undelivered messages; beyond it requests get
+	// 503 + Retry-After instead of filling the disk. Default 1000000; -1
+	// for no bound.
+	MaxBacklog int `yaml:"max_backlog"`
 }
 
 func (f *File) validateSections(add func(path, format string, args ...any)) {
@@ -95,6 +99,9 @@ func (f *File) validateSections(add func(path, format string, args ...any)) {
 	if d := f.Delivery; d != nil {
 		if d.DataDir == "" && len(d.NATS) == 0 {
 			add("delivery.data_dir", "missing: set data_dir for the embedded server, or nats: [URL] for an external one")
+		}
+		if d.MaxBacklog < -1 {
+			add("delivery.max_backlog", "use -1 (no bound) or a positive count")
 		}
 		if d.MaxAttempts < 0 {
 			add("delivery.max_attempts", "must not be negative")

@@ -78,6 +78,12 @@ type Config struct {
 	// Partitions is the number of ordered partitions for messages with an
 	// OrderKey. Default 16.
 	Partitions int
+	// MaxBacklog bounds the messages stored and not yet delivered: beyond
+	// it Enqueue fails with ErrBacklogFull (the gateway answers 503 with
+	// Retry-After) instead of the backlog growing until the disk is full.
+	// Accepted messages are never dropped to make room. Default 1,000,000;
+	// -1 for no bound.
+	MaxBacklog int
 	// MaxPendingPublishes bounds asynchronous publishes awaiting their
 	// PubAck; Enqueue blocks beyond it. Default 4096.
 	MaxPendingPublishes int
@@ -150,6 +156,9 @@ func (c *Config) Validate() error {
 	if c.SubjectPrefix != "" && !subjectRe.MatchString(c.SubjectPrefix) {
 		bad("delivery: SubjectPrefix %q: want dot-separated tokens without wildcards", c.SubjectPrefix)
 	}
+	if c.MaxBacklog < -1 {
+		bad("delivery: MaxBacklog %d: want -1 (no bound), 0 (default) or a positive count", c.MaxBacklog)
+	}
 	if c.Replicas < 0 || c.Replicas > 5 {
 		bad("delivery: Replicas %d: want 1-5", c.Replicas)
 	}
@@ -214,6 +223,7 @@ func (c Config) withDefaults() Config {
 	defInt(&c.MaxAckPending, 1024)
 	defInt(&c.Partitions, 16)
 	defInt(&c.MaxPendingPublishes, 4096)
+	defInt(&c.MaxBacklog, 1_000_000)
 	def(&c.Duplicates, 2*time.Minute)
 	def(&c.StatusTTL, 7*24*time.Hour)
 	def(&c.AckWait, 30*time.Second)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -76,6 +77,9 @@ func (s *Service) Enqueue(ctx context.Context, m *bulwark.Message) (string, erro
 
 	ack, err := waitAck(ctx, work)
 	if err != nil {
+		if isFull(err) {
+			return "", fmt.Errorf("%w (max_backlog %d): %w", ErrBacklogFull, s.cfg.MaxBacklog, err)
+		}
 		return "", fmt.Errorf("delivery: publish: %w", err)
 	}
 	if ack.Duplicate {
@@ -181,4 +185,11 @@ func (s *Service) putStatus(ctx context.Context, st bulwark.DeliveryStatus) {
 	if _, err := s.status.Put(cctx, st.ID, b); err != nil {
 		s.log.Warn("delivery: status not recorded", "id", st.ID, "state", st.State, "err", err)
 	}
+}
+
+// isFull reports whether a publish was refused because the work stream
+// reached its message limit (DiscardNew).
+func isFull(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && strings.Contains(strings.ToLower(api.Description), "maximum messages")
 }

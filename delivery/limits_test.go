@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -110,5 +111,42 @@ func TestExternalURLs(t *testing.T) {
 	}
 	if st, err := a.Status(t.Context(), id); err != nil || st.State != bulwark.DeliveryDelivered {
 		t.Errorf("status via the embedding service: %+v, %v", st, err)
+	}
+}
+
+// TestBacklogFullRefusesNew: at MaxBacklog the next Enqueue fails with
+// ErrBacklogFull and nothing already accepted is dropped.
+func TestBacklogFullRefusesNew(t *testing.T) {
+	release := make(chan struct{})
+	var delivered atomic.Int64
+	cfg := testConfig(t, t.TempDir())
+	cfg.MaxBacklog = 5
+	s := open(t, cfg, forwardFunc(func(ctx context.Context, m *bulwark.Message) (int, error) {
+		select {
+		case <-release:
+			delivered.Add(1)
+			return 200, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}))
+	var ids []string
+	for i := range 5 {
+		id, err := s.Enqueue(t.Context(), msg("u", "k"+strconv.Itoa(i), "", "x"))
+		if err != nil {
+			t.Fatalf("message %d of 5: %v", i, err)
+		}
+		ids = append(ids, id)
+	}
+	if _, err := s.Enqueue(t.Context(), msg("u", "k-over", "", "x")); !errors.Is(err, ErrBacklogFull) {
+		t.Fatalf("sixth message: err = %v, want ErrBacklogFull", err)
+	}
+	close(release)
+	for _, id := range ids {
+		waitState(t, s, id, bulwark.DeliveryDelivered)
+	}
+	// Room again once the backlog drained.
+	if _, err := s.Enqueue(t.Context(), msg("u", "k-after", "", "x")); err != nil {
+		t.Fatalf("after draining: %v", err)
 	}
 }

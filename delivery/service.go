@@ -34,6 +34,9 @@ var (
 	ErrInvalidMessage = errors.New("delivery: invalid message")
 	// ErrClosed: the service was closed.
 	ErrClosed = errors.New("delivery: service closed")
+	// ErrBacklogFull means the backlog reached Config.MaxBacklog: the
+	// message was not stored; retry later.
+	ErrBacklogFull = errors.New("delivery: backlog full")
 )
 
 // Service stores messages durably and delivers them. Create it with Open;
@@ -198,7 +201,11 @@ func (s *Service) setupStreams(ctx context.Context) error {
 			Storage:     jetstream.FileStorage,
 			Replicas:    c.Replicas,
 			Duplicates:  c.Duplicates,
-			Discard:     jetstream.DiscardOld,
+			MaxMsgs:     backlogLimit(c.MaxBacklog),
+			// DiscardNew: when full, refuse the new message (Enqueue fails,
+			// the client is told to retry) — DiscardOld would silently drop
+			// work that was already acknowledged.
+			Discard: jetstream.DiscardNew,
 		})
 		return err
 	})
@@ -354,4 +361,12 @@ func (l serverLog) log(level slog.Level, f string, v []any) {
 	if l.l.Enabled(context.Background(), level) {
 		l.l.Log(context.Background(), level, fmt.Sprintf(f, v...))
 	}
+}
+
+// backlogLimit is the work stream's MaxMsgs for a MaxBacklog setting.
+func backlogLimit(n int) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return int64(n)
 }

@@ -115,7 +115,7 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 	c.closeFns = append(c.closeFns, c.gateway.Close)
 	if d := f.Delivery; d != nil {
 		cfg := delivery.Config{DataDir: d.DataDir, URLs: d.NATS, Replicas: d.Replicas, MaxAttempts: d.MaxAttempts,
-			Backoff: d.Backoff, MaxBody: int(d.MaxBody), SyncAlways: d.SyncAlways,
+			Backoff: d.Backoff, MaxBody: int(d.MaxBody), SyncAlways: d.SyncAlways, MaxBacklog: d.MaxBacklog,
 			Logger: logger.With("component", "delivery"), Registerer: c.reg}
 		if c.delivery, err = delivery.Open(ctx, cfg, c.gateway); err != nil {
 			return c, fmt.Errorf("delivery: %w", err)
