@@ -297,6 +297,7 @@ type FieldError struct {
 	Msg  string
 }
 
+// Error formats the problem as path: message.
 func (e *FieldError) Error() string { return e.Path + ": " + e.Msg }
 
 type validator struct{ errs []error }

@@ -46,6 +46,7 @@ type FieldError struct {
 	Msg   string
 }
 
+// Error names the field and what is wrong with it.
 func (e *FieldError) Error() string { return fmt.Sprintf("invalid %s: %s", e.Field, e.Msg) }
 
 // Unwrap makes errors.Is(err, ErrInvalid) true.
