@@ -74,3 +74,10 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExamplesValidate keeps the shipped example config true.
+func TestExamplesValidate(t *testing.T) {
+	if _, err := Load("../examples/bulwark.yaml"); err != nil {
+		t.Fatal(err)
+	}
+}
