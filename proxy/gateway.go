@@ -238,7 +238,7 @@ func (g *Gateway) Reload(cfg Config) error {
 	g.state.Store(st)
 	for name, p := range old.pools {
 		if st.pools[name] != p {
-			go p.close() // stops probes; requests still using it finish normally
+			p.close() // stops its probes and waits; requests still using it finish normally
 		}
 	}
 	g.logger.Info("configuration reloaded", "routes", len(st.routes), "upstreams", len(st.pools))
