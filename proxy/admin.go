@@ -9,6 +9,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/proxy/balance"
+	"github.com/bulwark-go/bulwark/resilience"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -153,9 +154,9 @@ func (rt *route) upgrade(w http.ResponseWriter, r *http.Request) {
 	ep.Done(lat, failed)
 	if done != nil {
 		if failed {
-			done(errStatus(http.StatusBadGateway), lat)
+			done(resilience.Outcome{Err: errStatus(http.StatusBadGateway), Latency: lat})
 		} else {
-			done(nil, lat)
+			done(resilience.Outcome{Latency: lat})
 		}
 	}
 }

@@ -35,7 +35,7 @@ const DefaultMaxAsyncBody = 1 << 20
 // the message's status URL, once the store has acknowledged it.
 func (g *Gateway) accept(w http.ResponseWriter, r *http.Request, rt *route) {
 	start := time.Now()
-	rec := g.metrics.begin(rt.name)
+	rec := rt.metrics.begin()
 	code := g.acceptCode(w, r, rt)
 	rec.end(code, start)
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark/proxy/balance"
+	"github.com/bulwark-go/bulwark/resilience"
 )
 
 // The hot path of one proxied request, measured with -benchmem so the
@@ -203,7 +204,7 @@ func BenchmarkProxyHotPathParts(b *testing.B) {
 			}
 			ep.Start()
 			ep.Done(time.Millisecond, false)
-			done(nil, time.Millisecond)
+			done(resilience.Outcome{Latency: time.Millisecond})
 			rt.upstream.passive.observe(ep, failNone, http.StatusOK, time.Millisecond)
 		}
 	})
@@ -211,8 +212,8 @@ func BenchmarkProxyHotPathParts(b *testing.B) {
 		start := time.Now()
 		b.ReportAllocs()
 		for b.Loop() {
-			rec := gw.metrics.begin(rt.name)
-			gw.metrics.try(rt.upstream.name, failNone, time.Millisecond)
+			rec := rt.metrics.begin()
+			rt.upstream.metrics.try(failNone, time.Millisecond)
 			rec.end(http.StatusOK, start)
 		}
 	})

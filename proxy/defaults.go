@@ -3,8 +3,6 @@ package proxy
 import (
 	"fmt"
 	"net/http"
-	"sort"
-	"sync"
 	"time"
 
 	"github.com/bulwark-go/bulwark/resilience/limit"
@@ -128,52 +126,4 @@ func newLimiter(rc Route) (*limit.Limiter, error) {
 		return nil, err
 	}
 	return limit.New(limit.Config{Name: rc.Name, Algorithm: alg})
-}
-
-// latencyWindow keeps the last n successful try latencies, for the
-// quantile a hedge waits. A mutex is fine: it is taken once per try and
-// held for a store; the quantile sorts a copy.
-type latencyWindow struct {
-	mu     sync.Mutex
-	buf    []time.Duration
-	next   int
-	full   bool
-	fresh  int           // samples added since cached was computed
-	cached time.Duration // the last quantile computed
-	cq     float64       // the quantile cached is for
-}
-
-func newLatencyWindow(n int) *latencyWindow { return &latencyWindow{buf: make([]time.Duration, n)} }
-
-func (w *latencyWindow) add(d time.Duration) {
-	w.mu.Lock()
-	w.buf[w.next] = d
-	w.fresh++
-	w.next++
-	if w.next == len(w.buf) {
-		w.next, w.full = 0, true
-	}
-	w.mu.Unlock()
-}
-
-// quantile returns the q-quantile of the window, once it holds at least 20
-// samples. It sorts a copy only after 32 new samples, so a hedged request
-// usually pays for one lock.
-func (w *latencyWindow) quantile(q float64) (time.Duration, bool) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	n := w.next
-	if w.full {
-		n = len(w.buf)
-	}
-	if n < 20 {
-		return 0, false
-	}
-	if w.cached > 0 && w.cq == q && w.fresh < 32 {
-		return w.cached, true
-	}
-	s := append([]time.Duration(nil), w.buf[:n]...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	w.cached, w.cq, w.fresh = s[min(int(q*float64(n)), n-1)], q, 0
-	return w.cached, true
 }

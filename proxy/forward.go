@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark/proxy/balance"
-	"github.com/bulwark-go/bulwark/resilience"
 )
 
 // failKind classifies a failed try, for retry conditions, outlier
@@ -287,11 +286,6 @@ func (rt *route) retryable(t *try) bool {
 		}
 	}
 	return false
-}
-
-// outcomeOf turns a try's error into what a breaker learns.
-func outcomeOf(err error, lat time.Duration) resilience.Outcome {
-	return resilience.Outcome{Err: err, Latency: lat}
 }
 
 var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -176,7 +176,7 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 		if err != nil {
 			return fail(err)
 		}
-		p.metrics = g.metrics
+		p.metrics = g.metrics.pool(p.name)
 		if err := p.start(g.opts.Resolver); err != nil {
 			p.close()
 			return fail(err)
@@ -189,6 +189,7 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 		if err != nil {
 			return fail(err)
 		}
+		rt.accessLog = cfg.AccessLog
 		st.routes = append(st.routes, rt)
 	}
 	for name := range st.pools {

@@ -91,9 +91,7 @@ func (ph *passiveHealth) changed(id string, h bulwark.Health) {
 	p.set.SetHealth(id, combine(h, reg))
 	switch h {
 	case bulwark.HealthEjected:
-		if p.metrics != nil {
-			p.metrics.ejected(p.name, "outlier")
-		}
+		p.metrics.ejected()
 		p.events(Event{Kind: "ejected", Upstream: p.name, Endpoint: id, Detail: "outlier detection"})
 	case bulwark.HealthDown:
 		p.events(Event{Kind: "health", Upstream: p.name, Endpoint: id, Detail: "down by active probes"})

@@ -25,6 +25,17 @@ type metrics struct {
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
+	pools  map[string]*poolMetrics
+}
+
+// poolMetrics are an upstream's series, resolved once when the pool is
+// built so that a try costs no label hashing. A nil *poolMetrics records
+// nothing.
+type poolMetrics struct {
+	name      string
+	tries     [len(failNames)]prometheus.Counter
+	duration  prometheus.Observer
+	ejections prometheus.Counter
 }
 
 type routeMetrics struct {
@@ -36,7 +47,7 @@ type routeMetrics struct {
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
-	m := &metrics{reg: reg, routes: map[string]*routeMetrics{}}
+	m := &metrics{reg: reg, routes: map[string]*routeMetrics{}, pools: map[string]*poolMetrics{}}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
 		Name: "requests_total", Help: "Requests answered, by route and status code."}, []string{"route", "code"})
 	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "bulwark", Subsystem: "gateway",
@@ -70,9 +81,24 @@ func (m *metrics) route(name string) *routeMetrics {
 	return rm
 }
 
-// begin starts the accounting of one request on a route.
-func (m *metrics) begin(route string) *routeMetrics {
-	rm := m.route(route)
+// pool returns the upstream's series, creating them once.
+func (m *metrics) pool(name string) *poolMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pm := m.pools[name]
+	if pm == nil {
+		pm = &poolMetrics{name: name, duration: m.tryDur.WithLabelValues(name),
+			ejections: m.ejections.WithLabelValues(name, "outlier")}
+		for k := range failNames {
+			pm.tries[k] = m.tries.WithLabelValues(name, failKind(k).String())
+		}
+		m.pools[name] = pm
+	}
+	return pm
+}
+
+// begin starts the accounting of one request on the route.
+func (rm *routeMetrics) begin() *routeMetrics {
 	rm.inflight.Add(1)
 	return rm
 }
@@ -92,14 +118,20 @@ func (rm *routeMetrics) end(code int, start time.Time) {
 	(*c).Inc()
 }
 
-func (m *metrics) try(upstream string, k failKind, d time.Duration) {
-	m.tries.WithLabelValues(upstream, k.String()).Inc()
-	m.tryDur.WithLabelValues(upstream).Observe(d.Seconds())
+func (pm *poolMetrics) try(k failKind, d time.Duration) {
+	if pm == nil {
+		return
+	}
+	pm.tries[k].Inc()
+	pm.duration.Observe(d.Seconds())
+}
+
+func (pm *poolMetrics) ejected() {
+	if pm != nil {
+		pm.ejections.Inc()
+	}
 }
 
 func (m *metrics) retry(route string, k failKind) { m.retries.WithLabelValues(route, k.String()).Inc() }
 func (m *metrics) hedge(route string)             { m.hedges.WithLabelValues(route).Inc() }
 func (m *metrics) budgetExhausted(route string)   { m.exhausted.WithLabelValues(route).Inc() }
-func (m *metrics) ejected(upstream, reason string) {
-	m.ejections.WithLabelValues(upstream, reason).Inc()
-}

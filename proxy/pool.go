@@ -48,7 +48,7 @@ type pool struct {
 	hashKey   func(*http.Request) string
 	logger    *slog.Logger
 	events    func(Event)
-	metrics   *metrics
+	metrics   *poolMetrics
 
 	mu      sync.Mutex // guards static membership and closing
 	stop    context.CancelFunc
@@ -203,8 +203,9 @@ func hostPort(addr string) string {
 // pick chooses an endpoint for one try, skipping tried endpoints and those
 // whose breaker is open. It falls back to panic routing (any endpoint not
 // yet tried, whatever its health) rather than fail while one might answer.
-// done must be called with the try's outcome.
-func (p *pool) pick(r *http.Request, tried *balance.Tried) (*balance.Endpoint, func(error, time.Duration), error) {
+// done, the breaker's (nil without one), must be called with the try's
+// outcome.
+func (p *pool) pick(r *http.Request, tried *balance.Tried) (*balance.Endpoint, func(resilience.Outcome), error) {
 	req := balance.PickRequest{Tried: *tried}
 	if p.hashKey != nil {
 		req.Key = p.hashKey(r)
@@ -228,7 +229,7 @@ func (p *pool) pick(r *http.Request, tried *balance.Tried) (*balance.Endpoint, f
 			tried.Add(ep)
 			continue
 		}
-		return ep, func(err error, lat time.Duration) { done(outcomeOf(err, lat)) }, nil
+		return ep, done, nil
 	}
 	return nil, nil, balance.ErrNoEndpoint
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/bulwark-go/bulwark/proxy/balance"
 	"github.com/bulwark-go/bulwark/resilience"
+	"github.com/bulwark-go/bulwark/resilience/hedge"
 	"github.com/bulwark-go/bulwark/resilience/limit"
 	"github.com/bulwark-go/bulwark/resilience/ratelimit"
 	"github.com/bulwark-go/bulwark/resilience/retry"
@@ -33,7 +34,9 @@ type route struct {
 	hedgeDelay    time.Duration
 	hedgeQuantile float64
 	hedgeMax      int
-	latencies     *latencyWindow // for quantile hedging
+	latencies     *hedge.LatencyQuantile // for quantile hedging
+	metrics       *routeMetrics
+	accessLog     bool
 	limiter       *limit.Limiter
 	rate          *ratelimit.Keyed
 	fallback      Fallback
@@ -46,6 +49,7 @@ type route struct {
 func (g *Gateway) compileRoute(i int, rc Route, pools map[string]*pool) (*route, error) {
 	rc = routeDefaults(rc, i)
 	rt := &route{gw: g, name: rc.Name, cfg: rc, upstream: pools[rc.Upstream], attempts: rc.Retries.Attempts,
+		metrics: g.metrics.route(rc.Name),
 		nonIdem: rc.Retries.NonIdempotent, maxBody: int64(rc.Retries.MaxBody), perTry: rc.Timeouts.PerTry,
 		total: rc.Timeouts.Total, fallback: rc.Fallback, requireDigest: rc.RequireDigest}
 	if rt.upstream == nil {
@@ -68,7 +72,7 @@ func (g *Gateway) compileRoute(i int, rc Route, pools map[string]*pool) (*route,
 	}
 	rt.hedgeMax = max(rc.Hedge.Max, 1)
 	if rt.hedgeQuantile > 0 {
-		rt.latencies = newLatencyWindow(512)
+		rt.latencies = hedge.NewLatencyQuantile(512, 20, rt.hedgeQuantile)
 	}
 	if rc.Limit.Algorithm != "" {
 		if rt.limiter, err = newLimiter(rc); err != nil {
@@ -139,7 +143,7 @@ func (rt *route) idempotent(r *http.Request) bool {
 // the attempts or the budget run out.
 func (rt *route) serve(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := rt.gw.metrics.begin(rt.name)
+	rec := rt.metrics.begin()
 	if rt.rate != nil {
 		if !rt.rate.Allow(clientIP(r).String()) {
 			w.Header().Set("Retry-After", "1")
@@ -174,13 +178,13 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request) {
 	t := rt.forward(ctx, r, body, canRetry)
 	code := rt.respond(w, r, t)
 	rec.end(code, start)
-	if rt.gw.state.Load().cfg.AccessLog {
-		rt.accessLog(r, t, code, start)
+	if rt.accessLog {
+		rt.logAccess(r, t, code, start)
 	}
 }
 
-// accessLog writes one structured line per request.
-func (rt *route) accessLog(r *http.Request, t *try, code int, start time.Time) {
+// logAccess writes one structured line per request.
+func (rt *route) logAccess(r *http.Request, t *try, code int, start time.Time) {
 	ep := ""
 	if t.ep != nil {
 		ep = t.ep.ID()
@@ -279,7 +283,7 @@ func (rt *route) once(ctx context.Context, r *http.Request, body []byte, tried *
 
 // observe runs send and reports its outcome to the balancer, the
 // endpoint's breaker and passive health.
-func (rt *route) observe(ep *balance.Endpoint, done func(error, time.Duration), send func() *try) *try {
+func (rt *route) observe(ep *balance.Endpoint, done func(resilience.Outcome), send func() *try) *try {
 	ep.Start()
 	start := time.Now()
 	t := send()
@@ -288,9 +292,9 @@ func (rt *route) observe(ep *balance.Endpoint, done func(error, time.Duration), 
 	ep.Done(lat, failed)
 	if done != nil {
 		if t.kind == failOther {
-			done(nil, lat) // not the endpoint's fault (the client left); count as neutral success
+			done(resilience.Outcome{Latency: lat}) // not the endpoint's fault (the client left): neutral
 		} else {
-			done(t.err, lat)
+			done(resilience.Outcome{Err: t.err, Latency: lat})
 		}
 	}
 	if t.kind != failOther {
@@ -301,9 +305,9 @@ func (rt *route) observe(ep *balance.Endpoint, done func(error, time.Duration), 
 		rt.upstream.passive.observe(ep, t.kind, status, lat)
 	}
 	if rt.latencies != nil && t.kind == failNone {
-		rt.latencies.add(lat)
+		rt.latencies.Record(lat)
 	}
-	rt.upstream.metrics.try(rt.upstream.name, t.kind, lat)
+	rt.upstream.metrics.try(t.kind, lat)
 	return t
 }
 
@@ -315,7 +319,7 @@ func (rt *route) observe(ep *balance.Endpoint, done func(error, time.Duration), 
 func (rt *route) hedged(ctx context.Context, r *http.Request, body []byte, tried *balance.Tried) *try {
 	delay := rt.hedgeDelay
 	if rt.hedgeQuantile > 0 {
-		d, ok := rt.latencies.quantile(rt.hedgeQuantile)
+		d, ok := rt.latencies.Value()
 		if !ok {
 			return rt.once(ctx, r, body, tried) // too few samples to know what slow means
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark/proxy/balance"
+	"github.com/bulwark-go/bulwark/resilience"
 )
 
 // tcpConnectAttempts is how many endpoints a TCP connection tries before
@@ -38,21 +39,17 @@ func (p *pool) dialTCP(ctx context.Context, client net.Addr) (net.Conn, func(), 
 		c, err := d.DialContext(ctx, "tcp", m.addr)
 		lat := time.Since(start)
 		if done != nil {
-			done(err, lat)
+			done(resilience.Outcome{Err: err, Latency: lat})
 		}
 		if err != nil {
 			ep.Done(lat, true)
 			p.passive.observe(ep, failConnect, 0, lat)
-			if p.metrics != nil {
-				p.metrics.try(p.name, failConnect, lat)
-			}
+			p.metrics.try(failConnect, lat)
 			lastErr = err
 			continue
 		}
 		p.passive.observe(ep, failNone, 0, lat)
-		if p.metrics != nil {
-			p.metrics.try(p.name, failNone, lat)
-		}
+		p.metrics.try(failNone, lat)
 		return c, func() { ep.Done(lat, false) }, nil
 	}
 	return nil, nil, fmt.Errorf("no endpoint accepted a connection after %d tries: %w", tcpConnectAttempts, lastErr)

@@ -17,7 +17,6 @@ import (
 
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/dashboard"
-	"github.com/bulwark-go/bulwark/proxy"
 )
 
 // runValidate checks a config file and prints every problem with its line.
@@ -58,7 +57,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	events := dashboard.NewEventLog(256)
-	c, err := startComponentsWith(ctx, f, logger, func(e proxy.Event) { events.Add(eventKind(e.Kind), e.Endpoint+": "+e.Kind+" ("+e.Detail+")") })
+	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events))
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		f = demoConfig(*dir, *listen, st)
 	}
-	c, err := startComponentsWith(ctx, f, logger, func(e proxy.Event) { events.Add(eventKind(e.Kind), e.Endpoint+": "+e.Kind+" ("+e.Detail+")") })
+	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events))
 	if err != nil {
 		return err
 	}
@@ -141,6 +141,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	dsrv.Shutdown(sctx)
 	return c.gateway.Shutdown(sctx)
+}
+
+// logGatewayEvents feeds the gateway's endpoint events to the dashboard's
+// event log.
+func logGatewayEvents(events *dashboard.EventLog) func(proxy.Event) {
+	return func(e proxy.Event) { events.Add(eventKind(e.Kind), e.Endpoint+": "+e.Kind+" ("+e.Detail+")") }
 }
 
 func eventKind(k string) string {

@@ -128,7 +128,7 @@ type Policy struct {
 	budget        Budget
 	countRequests bool
 	observer      resilience.Observer
-	lat           *latencies // nil unless adaptive
+	lat           *LatencyQuantile // nil unless adaptive
 }
 
 // New returns a hedging policy configured by cfg.
@@ -146,7 +146,7 @@ func New(cfg Config) (*Policy, error) {
 		observer:      c.Observer,
 	}
 	if c.Adaptive {
-		p.lat = newLatencies(c.Window, c.MinSamples, c.Quantile)
+		p.lat = NewLatencyQuantile(c.Window, c.MinSamples, c.Quantile)
 	}
 	return p, nil
 }
@@ -156,7 +156,7 @@ func New(cfg Config) (*Policy, error) {
 // otherwise.
 func (p *Policy) Delay() time.Duration {
 	if p.lat != nil {
-		if d, ok := p.lat.current(); ok {
+		if d, ok := p.lat.Value(); ok {
 			return d
 		}
 	}
@@ -250,7 +250,7 @@ func (c *call) attempt(ctx context.Context, n int, hedged bool) {
 	}()
 	r.v, r.err = c.next(ctx)
 	if r.err == nil && c.p.lat != nil {
-		c.p.lat.record(time.Since(start))
+		c.p.lat.Record(time.Since(start))
 	}
 }
 

@@ -7,12 +7,12 @@ import (
 	"time"
 )
 
-// latencies keeps the last N successful attempt latencies and the quantile
-// of them that the hedge waits for. Recording takes a mutex (the hedge path
+// LatencyQuantile keeps the last N latencies and a quantile of them (the
+// delay an adaptive hedge waits for; the gateway's p95 hedging uses it too). Recording takes a mutex (the hedge path
 // already starts goroutines, so a short critical section is noise); reading
 // the delay is one atomic load. The quantile is recomputed every N/8
 // samples with a linear-time selection, not on every call.
-type latencies struct {
+type LatencyQuantile struct {
 	q          float64
 	minSamples int
 	every      int
@@ -27,8 +27,10 @@ type latencies struct {
 	delay atomic.Int64 // the current quantile plus one; 0 until minSamples were seen
 }
 
-func newLatencies(window, minSamples int, q float64) *latencies {
-	return &latencies{
+// NewLatencyQuantile keeps window samples and reports their q-quantile (in
+// (0, 1)) once minSamples were recorded. Safe for concurrent use.
+func NewLatencyQuantile(window, minSamples int, q float64) *LatencyQuantile {
+	return &LatencyQuantile{
 		q:          q,
 		minSamples: minSamples,
 		every:      max(window/8, 1),
@@ -37,13 +39,14 @@ func newLatencies(window, minSamples int, q float64) *latencies {
 	}
 }
 
-// current returns the quantile, or false when there are too few samples yet.
-func (l *latencies) current() (time.Duration, bool) {
+// Value returns the quantile, or false when there are too few samples yet.
+func (l *LatencyQuantile) Value() (time.Duration, bool) {
 	d := l.delay.Load()
 	return time.Duration(d - 1), d > 0
 }
 
-func (l *latencies) record(d time.Duration) {
+// Record adds one latency.
+func (l *LatencyQuantile) Record(d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.ring[l.next] = d

@@ -34,10 +34,10 @@ func TestSelectKth(t *testing.T) {
 }
 
 func BenchmarkLatencyRecord(b *testing.B) {
-	l := newLatencies(DefaultWindow, DefaultMinSamples, DefaultQuantile)
+	l := NewLatencyQuantile(DefaultWindow, DefaultMinSamples, DefaultQuantile)
 	rnd := rand.New(rand.NewPCG(1, 2))
 	b.ReportAllocs()
 	for b.Loop() {
-		l.record(time.Duration(rnd.IntN(1000)) * time.Microsecond)
+		l.Record(time.Duration(rnd.IntN(1000)) * time.Microsecond)
 	}
 }
