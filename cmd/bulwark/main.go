@@ -45,6 +45,7 @@ Commands:
   validate    check a config file: bulwark validate -c bulwark.yaml
   chaos       fault injection: chaos proxy | chaos monkey | chaos run EXPERIMENT.yaml
   delivery    durable delivery tools: delivery replay | delivery dead (via a node's admin API)
+  ca          certificates for mTLS between hops: ca init | ca issue NAME
   demo        serve one replica of the demo service (used by up and the tests)
   version     print the version
   help        print this message
@@ -78,6 +79,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runChaos(ctx, rest, stdout, stderr)
 	case "up":
 		return runUp(ctx, rest, stdout, stderr)
+	case "ca":
+		return runCA(ctx, rest, stdout, stderr)
 	case "delivery":
 		return runDelivery(ctx, rest, stdout, stderr)
 	default:
