@@ -12,7 +12,7 @@
 //	GET  /health            200 "ok" (obeys the fault mode)
 //	POST /write             records the body under its Idempotency-Key; 200 with the count
 //	GET  /writes            JSON: how many writes and distinct keys were received, in order
-//	POST /_demo/fault       sets the fault: JSON Fault (mode, rate, delay); modes ok, slow, fail, corrupt, hang, reset, partition
+//	POST /_demo/fault       sets the fault: JSON Fault (mode, rate, delay); modes ok, slow, fail, corrupt, lie, hang, reset, partition
 //	GET  /_demo/fault       reads it
 //
 // The fault endpoint itself never fails, so a test can always restore a
@@ -20,8 +20,6 @@
 package demo
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,6 +29,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/bulwark-go/bulwark/resilience/resilienthttp"
 )
 
 // Mode is a fault the replica injects into its own answers.
@@ -42,8 +42,13 @@ const (
 	ModeSlow    Mode = "slow"    // add Delay to every answer
 	ModeFail    Mode = "fail"    // answer 500 to a share Rate of requests
 	ModeCorrupt Mode = "corrupt" // flip a byte in a share Rate of bodies, keeping the digest
-	ModeHang    Mode = "hang"    // accept and never answer
-	ModeReset   Mode = "reset"   // reset the connection without answering
+	// ModeLie answers /read with wrong data and a valid digest of that
+	// wrong data: the replica whose state is bad. A digest cannot catch
+	// it; only comparing replicas (voting) can. Every liar tells the same
+	// lie, so two liars agree with each other.
+	ModeLie   Mode = "lie"
+	ModeHang  Mode = "hang"  // accept and never answer
+	ModeReset Mode = "reset" // reset the connection without answering
 	// ModePartition hangs every request and, through OnPartition, stops the
 	// replica's registry renewals: the replica is cut off from everyone.
 	ModePartition Mode = "partition"
@@ -109,7 +114,7 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /_demo/fault", s.getFault)
 	mux.HandleFunc("POST /_demo/fault", s.setFault)
-	mux.HandleFunc("GET /read", s.faulty(s.read))
+	mux.HandleFunc("GET /read", s.faulty(resilienthttp.ContentDigest(http.HandlerFunc(s.read)).ServeHTTP))
 	mux.HandleFunc("GET /health", s.faulty(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }))
 	mux.HandleFunc("POST /write", s.faulty(s.write))
 	mux.HandleFunc("GET /writes", s.listWrites)
@@ -150,7 +155,7 @@ func (s *Server) setFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch f.Mode {
-	case "", ModeOK, ModeSlow, ModeFail, ModeCorrupt, ModeHang, ModeReset, ModePartition:
+	case "", ModeOK, ModeSlow, ModeFail, ModeCorrupt, ModeLie, ModeHang, ModeReset, ModePartition:
 	default:
 		http.Error(w, fmt.Sprintf("fault: unknown mode %q", f.Mode), http.StatusBadRequest)
 		return
@@ -200,6 +205,12 @@ func (s *Server) faulty(h http.HandlerFunc) http.HandlerFunc {
 			}
 		case ModeCorrupt:
 			h(&corrupter{ResponseWriter: w, rnd: s.rnd, mu: &s.mu}, r)
+		case ModeLie:
+			if r.URL.Path == "/read" {
+				resilienthttp.ContentDigest(http.HandlerFunc(s.lie)).ServeHTTP(w, r)
+			} else {
+				h(w, r)
+			}
 		default:
 			h(w, r)
 		}
@@ -215,22 +226,45 @@ func Body(size int) []byte {
 	return b
 }
 
-func (s *Server) read(w http.ResponseWriter, r *http.Request) {
+// LieBody is what a lying replica serves instead of Body(size): the same
+// length, different bytes.
+func LieBody(size int) []byte {
+	b := Body(size)
+	for i := range b {
+		if b[i] >= 'a' && b[i] <= 'z' {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return b
+}
+
+// readSize is /read's size parameter; ok is false when it answered 400.
+func readSize(w http.ResponseWriter, r *http.Request) (int, bool) {
 	size := 100
 	if v := r.URL.Query().Get("size"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 0 || n > 64<<20 {
 			http.Error(w, "size must be between 0 and 64MiB", http.StatusBadRequest)
-			return
+			return 0, false
 		}
 		size = n
 	}
-	b := Body(size)
-	sum := sha256.Sum256(b)
-	w.Header().Set("Content-Digest", "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":")
-	w.Header().Set("Content-Type", "text/plain")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
-	w.Write(b)
+	return size, true
+}
+
+// read serves Body(size); resilienthttp.ContentDigest adds its digest.
+func (s *Server) read(w http.ResponseWriter, r *http.Request) {
+	if size, ok := readSize(w, r); ok {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(Body(size))
+	}
+}
+
+func (s *Server) lie(w http.ResponseWriter, r *http.Request) {
+	if size, ok := readSize(w, r); ok {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write(LieBody(size))
+	}
 }
 
 func (s *Server) write(w http.ResponseWriter, r *http.Request) {

@@ -2,6 +2,8 @@ package demo
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -64,6 +66,32 @@ func TestFaultModes(t *testing.T) {
 				t.Fatalf("body broken = %v, want %v", !tt.wantBroken, tt.wantBroken)
 			}
 		})
+	}
+}
+
+// The digest tells a corrupting replica from a good one, but not a lying
+// one: its digest is valid for its wrong data.
+func TestDigestCatchesCorruptionNotLies(t *testing.T) {
+	for _, tt := range []struct {
+		mode        string
+		digestValid bool
+	}{{"ok", true}, {"corrupt", false}, {"lie", true}} {
+		h := New("r", 1).Handler()
+		if c := setFault(t, h, `{"mode":"`+tt.mode+`"}`); c != 200 {
+			t.Fatalf("set fault: %d", c)
+		}
+		w := get(t, h, "/read?size=64")
+		sum := sha256.Sum256(w.Body.Bytes())
+		valid := w.Header().Get("Content-Digest") == "sha-256=:"+base64.StdEncoding.EncodeToString(sum[:])+":"
+		if valid != tt.digestValid {
+			t.Errorf("%s: digest valid = %v, want %v", tt.mode, valid, tt.digestValid)
+		}
+		if tt.mode == "lie" && !bytes.Equal(w.Body.Bytes(), LieBody(64)) {
+			t.Errorf("lie: body %q, want LieBody", w.Body.String())
+		}
+	}
+	if bytes.Equal(Body(64), LieBody(64)) {
+		t.Fatal("the lie equals the truth")
 	}
 }
 
