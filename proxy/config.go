@@ -76,6 +76,46 @@ type Route struct {
 	Async bool `yaml:"async"`
 	// OrderBy names a request header whose value orders async deliveries.
 	OrderBy string `yaml:"order_by"`
+	// Vote sends each GET and HEAD to 2f+1 endpoints and answers with what
+	// f+1 of them agree on; off by default.
+	Vote Vote `yaml:"vote"`
+}
+
+// Vote configures replica voting (proxy/vote): the defence against a
+// replica whose data is wrong and whose Content-Digest is therefore
+// valid. Each GET or HEAD goes to 2f+1 distinct endpoints at once; the
+// gateway answers as soon as f+1 answers agree on status, the included
+// headers and the body, cancels the others, and treats every endpoint
+// that answered otherwise as Byzantine (ejected by outlier detection,
+// counted, reported as an event). No majority answers 502. Voting holds
+// while at most f replicas are wrong at once and their state is
+// independent; with fewer than 2f+1 healthy endpoints it votes among
+// those left, still needing f+1 that agree.
+type Vote struct {
+	// F is the number of wrong replicas to outvote: 1 (3 replicas), 2
+	// (5) or 3 (7). 0 turns voting off (default).
+	F int `yaml:"f"`
+	// Replicas is another way to say F: 3, 5 or 7 (2f+1).
+	Replicas int `yaml:"replicas"`
+	// IncludeHeaders are response headers that must agree too (e.g.
+	// ETag). Others (Date, Server, per-instance headers) never take part.
+	IncludeHeaders []string `yaml:"include_headers"`
+	// MaxBody is the largest response body voted on (each answer is
+	// hashed while it streams, and one body per distinct answer is held
+	// until the vote ends); larger answers count as failed ballots.
+	// Default 1MiB.
+	MaxBody ByteSize `yaml:"max_body"`
+}
+
+// f is the configured f, from F or Replicas.
+func (v Vote) f() int {
+	if v.F > 0 {
+		return v.F
+	}
+	if v.Replicas > 0 {
+		return (v.Replicas - 1) / 2
+	}
+	return 0
 }
 
 // Match selects requests for a route. Every set field must match.
@@ -458,6 +498,22 @@ func validateRoute(v *validator, p string, r *Route) {
 	}
 	if r.RateLimit.PerClient < 0 {
 		v.add(p+".rate_limit.per_client", "must not be negative")
+	}
+	if vo := r.Vote; vo.F != 0 || vo.Replicas != 0 {
+		switch {
+		case vo.F < 0 || vo.F > 3:
+			v.add(p+".vote.f", "must be 1, 2 or 3 (got %d)", vo.F)
+		case vo.Replicas != 0 && (vo.Replicas < 3 || vo.Replicas > 7 || vo.Replicas%2 == 0):
+			v.add(p+".vote.replicas", "must be 3, 5 or 7: 2f+1 replicas outvote f wrong ones (got %d)", vo.Replicas)
+		case vo.F != 0 && vo.Replicas != 0 && vo.Replicas != 2*vo.F+1:
+			v.add(p+".vote.replicas", "%d does not match f: %d (2f+1 = %d); set one of them", vo.Replicas, vo.F, 2*vo.F+1)
+		}
+		if r.Async {
+			v.add(p+".vote", "an async route cannot vote: it answers 202 before any replica does")
+		}
+		if vo.MaxBody < 0 {
+			v.add(p+".vote.max_body", "must not be negative")
+		}
 	}
 	t := r.Timeouts
 	if t.Connect < 0 || t.PerTry < 0 || t.Total < 0 {

@@ -29,9 +29,10 @@ const (
 	failStatus           // the endpoint answered with a failure status
 	failDigest           // the body did not match its Content-Digest
 	failOther            // anything else (malformed response, ...)
+	failByzantine        // a well-formed answer outvoted by the other replicas
 )
 
-var failNames = [...]string{"ok", "connect_error", "reset", "timeout", "status", "digest", "other"}
+var failNames = [...]string{"ok", "connect_error", "reset", "timeout", "status", "digest", "other", "byzantine"}
 
 func (k failKind) String() string { return failNames[k] }
 

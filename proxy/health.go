@@ -78,6 +78,8 @@ func (ph *passiveHealth) observe(ep *balance.Endpoint, k failKind, status int, l
 		o.Err = errTry
 	case failDigest:
 		o.DigestMismatch = true
+	case failByzantine:
+		o.Byzantine = true
 	}
 	ph.d.Report(ep.ID(), o)
 }

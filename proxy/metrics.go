@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/bulwark-go/bulwark/proxy/vote"
 )
 
 // metrics are the gateway's Prometheus metrics. Per-request series are
@@ -22,6 +24,8 @@ type metrics struct {
 	hedges    *prometheus.CounterVec
 	exhausted *prometheus.CounterVec
 	ejections *prometheus.CounterVec
+	votes     *prometheus.CounterVec
+	byzantine *prometheus.CounterVec
 
 	mu     sync.Mutex
 	routes map[string]*routeMetrics
@@ -36,6 +40,7 @@ type poolMetrics struct {
 	tries     [len(failNames)]prometheus.Counter
 	duration  prometheus.Observer
 	ejections prometheus.Counter
+	byz       prometheus.Counter
 }
 
 type routeMetrics struct {
@@ -66,7 +71,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		Name: "retry_budget_exhausted_total", Help: "Retries not sent because the route's retry budget was spent."}, []string{"route"})
 	m.ejections = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
 		Name: "ejections_total", Help: "Endpoints ejected by outlier detection, by upstream and reason."}, []string{"upstream", "reason"})
-	reg.MustRegister(m.requests, m.duration, m.tries, m.tryDur, m.retries, m.hedges, m.exhausted, m.ejections)
+	m.votes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "votes_total", Help: "Voted requests, by route and result: unanimous, majority (some replica outvoted) or no_majority."}, []string{"route", "result"})
+	m.byzantine = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
+		Name: "byzantine_total", Help: "Answers outvoted by the other replicas (Byzantine outcomes), by upstream."}, []string{"upstream"})
+	reg.MustRegister(m.requests, m.duration, m.tries, m.tryDur, m.retries, m.hedges, m.exhausted, m.ejections, m.votes, m.byzantine)
 	return m
 }
 
@@ -88,7 +97,7 @@ func (m *metrics) pool(name string) *poolMetrics {
 	pm := m.pools[name]
 	if pm == nil {
 		pm = &poolMetrics{name: name, duration: m.tryDur.WithLabelValues(name),
-			ejections: m.ejections.WithLabelValues(name, "outlier")}
+			ejections: m.ejections.WithLabelValues(name, "outlier"), byz: m.byzantine.WithLabelValues(name)}
 		for k := range failNames {
 			pm.tries[k] = m.tries.WithLabelValues(name, failKind(k).String())
 		}
@@ -130,6 +139,22 @@ func (pm *poolMetrics) ejected() {
 	if pm != nil {
 		pm.ejections.Inc()
 	}
+}
+
+func (pm *poolMetrics) byzantine() {
+	if pm != nil {
+		pm.byz.Inc()
+	}
+}
+
+// vote counts a voted request by its result.
+func (m *metrics) vote(route string, out vote.Outcome, tl *vote.Tally) {
+	result := "no_majority"
+	if out.Winner >= 0 {
+		result = "unanimous"
+		tl.Dissenters(func(vote.Ballot) { result = "majority" })
+	}
+	m.votes.WithLabelValues(route, result).Inc()
 }
 
 func (m *metrics) retry(route string, k failKind) { m.retries.WithLabelValues(route, k.String()).Inc() }

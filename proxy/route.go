@@ -44,6 +44,7 @@ type route struct {
 	host          string
 	hostWildcard  bool
 	methods       map[string]bool
+	vote          *voting // nil: no voting
 }
 
 func (g *Gateway) compileRoute(i int, rc Route, pools map[string]*pool) (*route, error) {
@@ -71,6 +72,7 @@ func (g *Gateway) compileRoute(i int, rc Route, pools map[string]*pool) (*route,
 		return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 	}
 	rt.hedgeMax = max(rc.Hedge.Max, 1)
+	rt.vote = compileVote(rc.Vote)
 	if rt.hedgeQuantile > 0 {
 		rt.latencies = hedge.NewLatencyQuantile(512, 20, rt.hedgeQuantile)
 	}
@@ -174,9 +176,15 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request) {
 		rec.end(http.StatusBadRequest, start)
 		return
 	}
-	canRetry := rt.idempotent(r) && (body != nil || r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody)
-	t := rt.forward(ctx, r, body, canRetry)
-	code := rt.respond(w, r, t)
+	var t *try
+	var code int
+	if rt.votes(r) {
+		t, code = rt.serveVoted(ctx, w, r)
+	} else {
+		canRetry := rt.idempotent(r) && (body != nil || r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody)
+		t = rt.forward(ctx, r, body, canRetry)
+		code = rt.respond(w, r, t)
+	}
 	rec.end(code, start)
 	if rt.accessLog {
 		rt.logAccess(r, t, code, start)

@@ -28,6 +28,11 @@ type Outcome struct {
 	// DigestMismatch marks a response whose body failed its Content-Digest
 	// check (RFC 9530): a wrong answer, counted as a failure like a 5xx.
 	DigestMismatch bool
+	// Byzantine marks an answer outvoted by the other replicas (replica
+	// voting): a well-formed answer with wrong content. One is evidence
+	// enough, since the majority that outvoted it agreed byte for byte: the
+	// endpoint is ejected at once (within the ejection cap).
+	Byzantine bool
 }
 
 // GatewayFailure reports whether the try failed the way an unreachable or
@@ -40,7 +45,7 @@ func (o Outcome) GatewayFailure() bool {
 // Failed reports whether the try counts as a failure: a gateway failure,
 // any 5xx, or a digest mismatch.
 func (o Outcome) Failed() bool {
-	return o.GatewayFailure() || o.Status >= 500 || o.DigestMismatch
+	return o.GatewayFailure() || o.Status >= 500 || o.DigestMismatch || o.Byzantine
 }
 
 // Reason says why an endpoint was ejected.
@@ -53,9 +58,10 @@ const (
 	ReasonConsecutive5xx                   // Consecutive5xx failures in a row
 	ReasonSuccessRate                      // success rate below the pool's mean − factor × stdev
 	ReasonLatency                          // mean latency above factor × the pool's median
+	ReasonByzantine                        // outvoted by the other replicas
 )
 
-var reasonNames = [...]string{"", "consecutive_gateway_failure", "consecutive_5xx", "success_rate", "latency"}
+var reasonNames = [...]string{"", "consecutive_gateway_failure", "consecutive_5xx", "success_rate", "latency", "byzantine"}
 
 // String returns the reason's snake_case name, as used in metrics.
 func (r Reason) String() string {
@@ -292,6 +298,8 @@ func (d *Detector) Report(id string, o Outcome) {
 	}
 	var reason Reason
 	switch {
+	case o.Byzantine:
+		reason = ReasonByzantine
 	case d.cfg.ConsecutiveGatewayFailures > 0 && ng >= int64(d.cfg.ConsecutiveGatewayFailures):
 		reason = ReasonConsecutiveGatewayFailure
 	case d.cfg.Consecutive5xx > 0 && n5 >= int64(d.cfg.Consecutive5xx):

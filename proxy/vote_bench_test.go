@@ -1,0 +1,61 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+)
+
+// BenchmarkPlain and BenchmarkVote3 measure what replica voting adds to a
+// read: the same route over the same three endpoints, without and with
+// vote {f: 1}. "inmem" leaves the sockets out (the gateway's own work:
+// three tries, three hashes, the tally); "loopback" includes them. The
+// voted request's ns/op on loopback is wall time with its three tries in
+// parallel; compare CPU with bench/proxy.
+//
+//	go test -run '^$' -bench 'Plain|Vote3' -benchmem ./proxy/
+func BenchmarkPlain(b *testing.B) { benchVoting(b, Vote{}) }
+
+// BenchmarkVote3 is BenchmarkPlain with voting over 3 replicas.
+func BenchmarkVote3(b *testing.B) { benchVoting(b, Vote{F: 1}) }
+
+func benchVoting(b *testing.B, v Vote) {
+	body := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz0123456789"), 3)[:100]
+	digest := ContentDigest(body)
+	var urls []string
+	for range 3 {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			h["Content-Digest"] = []string{digest}
+			h["Content-Length"] = []string{strconv.Itoa(len(body))}
+			w.Write(body)
+		}))
+		b.Cleanup(s.Close)
+		urls = append(urls, s.URL)
+	}
+	gateway := func(b *testing.B) *Gateway {
+		cfg := Config{
+			Routes:    []Route{{Name: "r", Upstream: "u", Vote: v}},
+			Upstreams: []Upstream{{Name: "u", Balance: "round-robin"}},
+		}
+		for _, u := range urls {
+			cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: u})
+		}
+		gw, err := New(cfg, Options{Seed: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { gw.Close() })
+		return gw
+	}
+	b.Run("inmem", func(b *testing.B) {
+		gw := gateway(b)
+		gw.transport.RegisterProtocol("http", &memUpstream{body: body, digest: []string{digest}, clen: []string{strconv.Itoa(len(body))}})
+		benchHandler(b, gw, len(body))
+	})
+	b.Run("loopback", func(b *testing.B) {
+		benchHandler(b, gateway(b), len(body))
+	})
+}

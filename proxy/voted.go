@@ -1,0 +1,243 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/bulwark-go/bulwark/proxy/balance"
+	"github.com/bulwark-go/bulwark/proxy/vote"
+)
+
+// DefaultVoteMaxBody is the largest answer voted on when Vote.MaxBody is 0.
+const DefaultVoteMaxBody = 1 << 20
+
+// errVoteTooLarge marks a ballot whose body exceeds Vote.MaxBody.
+var errVoteTooLarge = errors.New("answer too large to vote on (raise vote.max_body)")
+
+// voting is a route's compiled Vote.
+type voting struct {
+	f       int
+	include []string // canonical header names
+	maxBody int64
+}
+
+func compileVote(v Vote) *voting {
+	f := v.f()
+	if f == 0 {
+		return nil
+	}
+	vt := &voting{f: f, maxBody: int64(v.MaxBody)}
+	if vt.maxBody == 0 {
+		vt.maxBody = DefaultVoteMaxBody
+	}
+	for _, h := range v.IncludeHeaders {
+		vt.include = append(vt.include, http.CanonicalHeaderKey(h))
+	}
+	return vt
+}
+
+// votes reports whether r is decided by a vote on this route: GET and HEAD
+// only, since other methods change state and must not run 2f+1 times.
+func (rt *route) votes(r *http.Request) bool {
+	return rt.vote != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead)
+}
+
+// ballot is one replica's answer as the vote sees it.
+type ballot struct {
+	t   *try
+	key vote.Key
+	err error // set when the try gave no answer to vote with
+	idx int   // index into the cancels
+}
+
+var tallyPool = sync.Pool{New: func() any { return new(vote.Tally) }}
+
+// voted sends r to 2f+1 distinct endpoints at once and returns the try
+// whose answer f+1 of them agree on (its body buffered), or
+// vote.ErrNoMajority. A ballot that fails without an answer (transport
+// error, 5xx, timeout) is replaced by a try on another endpoint while the
+// retry budget allows; the others are cancelled as soon as the vote is
+// decided. Endpoints outvoted by the majority are reported as Byzantine.
+func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally, error) {
+	rt.budget.Request()
+	defer rt.budget.Done()
+	tl := tallyPool.Get().(*vote.Tally)
+	if err := tl.Reset(rt.vote.f); err != nil {
+		return nil, nil, err
+	}
+	n := tl.N()
+	var tried balance.Tried
+	results := make(chan ballot, 2*n)
+	cancels := make([]context.CancelFunc, 0, 2*n)
+	launch := func() bool {
+		ep, done, err := rt.upstream.pick(r, &tried)
+		if err != nil {
+			return false
+		}
+		tried.Add(ep)
+		bctx, cancel := context.WithCancel(ctx)
+		idx := len(cancels)
+		cancels = append(cancels, cancel)
+		go func() {
+			var key vote.Key
+			var berr error
+			t := rt.observe(ep, done, func() *try {
+				t := rt.send(bctx, r, nil, ep)
+				key, berr = rt.readBallot(t)
+				return t
+			})
+			results <- ballot{t: t, key: key, err: berr, idx: idx}
+		}()
+		return true
+	}
+	running := 0
+	for range n {
+		if !launch() {
+			break
+		}
+		running++
+	}
+	// Endpoints the pool does not have are ballots that never come.
+	for range n - running {
+		if tl.Add(vote.Ballot{Endpoint: -1, Err: balance.ErrNoEndpoint}).Decided {
+			break
+		}
+	}
+	ballots := make([]ballot, 0, n)
+	for running > 0 && !tl.Outcome().Decided {
+		b := <-results
+		running--
+		if b.err != nil && ctx.Err() == nil && rt.budget.TryRetry() {
+			rt.budget.RetryDone()
+			if launch() {
+				rt.gw.metrics.retry(rt.name, b.t.kind)
+				running++
+				b.t.discard()
+				continue
+			}
+		}
+		ballots = append(ballots, b)
+		tl.Add(vote.Ballot{Endpoint: len(ballots) - 1, Key: b.key, Err: b.err})
+	}
+	out := tl.Outcome()
+	if !out.Decided { // every ballot returned, none decided: cannot happen with n ballots, but be safe
+		out.Err = vote.ErrNoMajority
+	}
+	var winner *try
+	if out.Winner >= 0 {
+		winner = ballots[tl.Ballots()[out.Winner].Endpoint].t
+	}
+	tl.Dissenters(func(vb vote.Ballot) {
+		b := ballots[vb.Endpoint]
+		rt.upstream.byzantine(b.t.ep, b.t.resp.StatusCode)
+	})
+	for _, b := range ballots {
+		if b.t != winner {
+			b.t.discard()
+		}
+	}
+	for i, c := range cancels {
+		if winner == nil || ballots[tl.Ballots()[out.Winner].Endpoint].idx != i {
+			c()
+		}
+	}
+	for range running { // cancelled losers release their connections when they return
+		go func() { (<-results).t.discard() }()
+	}
+	rt.gw.metrics.vote(rt.name, out, tl)
+	if winner == nil {
+		tallyPool.Put(tl)
+		return nil, nil, out.Err
+	}
+	inner, outer := winner.cancel, cancels[ballots[tl.Ballots()[out.Winner].Endpoint].idx]
+	winner.cancel = func() {
+		if inner != nil {
+			inner()
+		}
+		outer()
+	}
+	return winner, tl, nil
+}
+
+// readBallot turns a try into a vote: the key of its status, included
+// headers and body (which it buffers into t.body). Tries without a usable
+// answer — transport errors, timeouts, digest mismatches and 5xx — are
+// failed ballots, not votes: they are fail-stop, not Byzantine.
+func (rt *route) readBallot(t *try) (vote.Key, error) {
+	if t.kind != failNone {
+		if t.err == nil {
+			return vote.Key{}, errTry
+		}
+		return vote.Key{}, t.err
+	}
+	resp := t.resp
+	h := vote.NewHasher()
+	h.Reset(resp.StatusCode, resp.Header, rt.vote.include)
+	if t.body == nil {
+		limit := rt.vote.maxBody
+		if resp.ContentLength > limit {
+			t.kind, t.err = failOther, errVoteTooLarge
+			return vote.Key{}, t.err
+		}
+		var buf bytes.Buffer
+		if resp.ContentLength > 0 {
+			buf.Grow(int(resp.ContentLength))
+		}
+		n, err := io.Copy(&buf, io.LimitReader(resp.Body, limit+1))
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			t.kind, t.err = failReset, err
+			return vote.Key{}, err
+		case n > limit:
+			t.kind, t.err = failOther, errVoteTooLarge
+			return vote.Key{}, t.err
+		}
+		t.body = buf.Bytes()
+	}
+	h.Write(t.body)
+	return h.Key(), nil
+}
+
+// byzantine reports an endpoint outvoted by the majority: outlier
+// detection ejects it, metrics count it, and an event names it.
+func (p *pool) byzantine(ep *balance.Endpoint, status int) {
+	p.passive.observe(ep, failByzantine, status, 0)
+	p.metrics.byzantine()
+	p.events(Event{Kind: "byzantine", Upstream: p.name, Endpoint: ep.ID(), Detail: "outvoted by the other replicas"})
+}
+
+// serveVoted answers r by a vote.
+func (rt *route) serveVoted(ctx context.Context, w http.ResponseWriter, r *http.Request) (*try, int) {
+	t, tl, err := rt.voted(ctx, r)
+	if err != nil {
+		msg := "no majority: the replicas' answers disagree, so none can be trusted; retry later"
+		if !errors.Is(err, vote.ErrNoMajority) {
+			msg = err.Error()
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Bulwark-Vote", "no-majority")
+		w.WriteHeader(http.StatusBadGateway)
+		fmt.Fprintln(w, msg)
+		return &try{err: err, kind: failOther}, http.StatusBadGateway
+	}
+	agree, answered := 0, 0
+	win := tl.Ballots()[tl.Outcome().Winner].Key
+	for _, b := range tl.Ballots() {
+		if b.Err == nil {
+			answered++
+			if b.Key == win {
+				agree++
+			}
+		}
+	}
+	tallyPool.Put(tl)
+	w.Header().Set("X-Bulwark-Vote", strconv.Itoa(agree)+"/"+strconv.Itoa(answered))
+	return t, rt.respond(w, r, t)
+}

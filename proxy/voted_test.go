@@ -1,0 +1,180 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+// answer makes a backend serve body with a valid Content-Digest: a liar's
+// digest is as valid as an honest one's.
+func answer(b *backend, body string) {
+	b.set(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Digest", ContentDigest([]byte(body)))
+		io.WriteString(w, body)
+	})
+}
+
+// votingGateway is a gateway over bs with vote f=1 and its events.
+func votingGateway(t *testing.T, bs ...*backend) (*Gateway, *prometheus.Registry, func() []Event) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	var mu sync.Mutex
+	var events []Event
+	cfg := Config{Routes: []Route{{Name: "r", Upstream: "u", Vote: Vote{F: 1}}}, Upstreams: []Upstream{{Name: "u"}}}
+	for _, b := range bs {
+		cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: b.URL})
+	}
+	gw, err := New(cfg, Options{Seed: 1, Registry: reg, OnEvent: func(e Event) {
+		mu.Lock()
+		events = append(events, e)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	return gw, reg, func() []Event {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]Event(nil), events...)
+	}
+}
+
+func TestVoteOutvotesALiar(t *testing.T) {
+	a, b, liar := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "liar")
+	answer(a, "the truth")
+	answer(b, "the truth")
+	answer(liar, "a lie")
+	gw, reg, events := votingGateway(t, a, b, liar)
+	for i := range 50 {
+		w := do(gw, "GET", "http://gw/x", nil)
+		if w.Code != 200 || w.Body.String() != "the truth" {
+			t.Fatalf("request %d: %d %q", i, w.Code, w.Body.String())
+		}
+	}
+	if liar.hits.Load() == 0 {
+		t.Fatal("the liar was never asked; the test proves nothing")
+	}
+	var byz, ejected bool
+	for _, e := range events() {
+		byz = byz || e.Kind == "byzantine" && strings.HasPrefix(e.Endpoint, liar.URL)
+		ejected = ejected || e.Kind == "ejected" && strings.HasPrefix(e.Endpoint, liar.URL)
+	}
+	if !byz || !ejected {
+		t.Fatalf("the liar was not reported (byzantine %v) and ejected (%v): %+v", byz, ejected, events())
+	}
+	if n := counterValue(t, gw.metrics.byzantine.WithLabelValues("u")); n < 1 {
+		t.Fatalf("byzantine_total = %v", n)
+	}
+	if n := counterValue(t, gw.metrics.votes.WithLabelValues("r", "majority")); n < 1 {
+		t.Fatalf("votes_total{result=majority} = %v", n)
+	}
+	_ = reg
+}
+
+// Without voting the same liar's answers reach the client: the digest is
+// valid, so nothing else catches them. This is what makes the test above
+// able to fail.
+func TestWithoutVoteTheLieGetsThrough(t *testing.T) {
+	a, b, liar := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "liar")
+	answer(a, "the truth")
+	answer(b, "the truth")
+	answer(liar, "a lie")
+	gw := gateway(t, func(c *Config) { c.Upstreams[0].Balance = "round-robin" }, a, b, liar)
+	lies := 0
+	for range 30 {
+		if w := do(gw, "GET", "http://gw/x", nil); w.Body.String() == "a lie" {
+			lies++
+		}
+	}
+	if lies == 0 {
+		t.Fatal("no lie got through without voting; the voting test proves nothing")
+	}
+}
+
+func TestVoteOutcomes(t *testing.T) {
+	tests := []struct {
+		name     string
+		answers  []string // "" = 503, "hang" = never answers (until the request ends)
+		wantCode int
+		wantBody string
+		wantVote string
+	}{
+		{name: "agreement: answers at f+1 without the third", answers: []string{"x", "x", "x"}, wantCode: 200, wantBody: "x", wantVote: "2/2"},
+		{name: "three different answers", answers: []string{"x", "y", "z"}, wantCode: 502, wantVote: "no-majority"},
+		{name: "a 5xx is no vote, two agree", answers: []string{"x", "", "x"}, wantCode: 200, wantBody: "x"},
+		{name: "two fail: no majority", answers: []string{"x", "", ""}, wantCode: 502, wantVote: "no-majority"},
+		{name: "one hangs: two agreeing answer without waiting", answers: []string{"x", "x", "hang"}, wantCode: 200, wantBody: "x", wantVote: "2/2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var bs []*backend
+			release := make(chan struct{})
+			for i, a := range tt.answers {
+				b := newBackend(t, string(rune('a'+i)))
+				switch a {
+				case "":
+					b.set(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) })
+				case "hang":
+					b.set(func(w http.ResponseWriter, r *http.Request) {
+						select {
+						case <-r.Context().Done():
+						case <-release:
+						}
+					})
+				default:
+					answer(b, a)
+				}
+				bs = append(bs, b)
+			}
+			defer close(release)
+			gw, _, _ := votingGateway(t, bs...)
+			// Retries of failed ballots go to endpoints already asked: none are left.
+			start := time.Now()
+			w := do(gw, "GET", "http://gw/x", nil)
+			if w.Code != tt.wantCode || tt.wantBody != "" && w.Body.String() != tt.wantBody {
+				t.Fatalf("%d %q, want %d %q", w.Code, w.Body.String(), tt.wantCode, tt.wantBody)
+			}
+			if tt.wantVote != "" && w.Header().Get("X-Bulwark-Vote") != tt.wantVote {
+				t.Fatalf("X-Bulwark-Vote = %q, want %q", w.Header().Get("X-Bulwark-Vote"), tt.wantVote)
+			}
+			if tt.wantCode == 502 && !strings.Contains(w.Body.String(), "no majority") {
+				t.Fatalf("502 body does not say why: %q", w.Body.String())
+			}
+			if d := time.Since(start); d > 3*time.Second {
+				t.Fatalf("took %v: the vote waited for the slowest", d)
+			}
+		})
+	}
+}
+
+// A POST is never voted (it would run three times).
+func TestVoteOnlyReads(t *testing.T) {
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	for _, x := range []*backend{a, b, c} {
+		answer(x, "ok")
+	}
+	gw, _, _ := votingGateway(t, a, b, c)
+	if w := do(gw, "POST", "http://gw/x", strings.NewReader("p")); w.Code != 200 {
+		t.Fatalf("POST: %d", w.Code)
+	}
+	if n := a.hits.Load() + b.hits.Load() + c.hits.Load(); n != 1 {
+		t.Fatalf("a POST reached %d replicas, want 1", n)
+	}
+}
