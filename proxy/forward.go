@@ -22,14 +22,14 @@ import (
 type failKind uint8
 
 const (
-	failNone    failKind = iota
-	failConnect          // could not connect: the request never reached the endpoint
-	failReset            // connection reset or closed mid-exchange
-	failTimeout          // the per-try timeout expired
-	failStatus           // the endpoint answered with a failure status
-	failDigest           // the body did not match its Content-Digest
-	failOther            // anything else (malformed response, ...)
-	failByzantine        // a well-formed answer outvoted by the other replicas
+	failNone      failKind = iota
+	failConnect            // could not connect: the request never reached the endpoint
+	failReset              // connection reset or closed mid-exchange
+	failTimeout            // the per-try timeout expired
+	failStatus             // the endpoint answered with a failure status
+	failDigest             // the body did not match its Content-Digest
+	failOther              // anything else (malformed response, ...)
+	failByzantine          // a well-formed answer outvoted by the other replicas
 )
 
 var failNames = [...]string{"ok", "connect_error", "reset", "timeout", "status", "digest", "other", "byzantine"}
