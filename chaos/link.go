@@ -300,6 +300,11 @@ func (pp *pipe) process(c *chain, act []*toxicState, i int, ch chunk) error {
 		return pp.bandwidth(c, st, a, ch, next)
 	case *SlicerAttrs:
 		return pp.slice(c, a, ch, next)
+	case *BitflipAttrs:
+		if len(ch.data) > 0 && (a.Rate == 0 || pp.rng.Float64() < a.Rate) {
+			ch.data[pp.rng.IntN(len(ch.data))] ^= 0x01
+		}
+		return next(ch)
 	case *TimeoutAttrs:
 		return nil // blackholed
 	case *ResetPeerAttrs:

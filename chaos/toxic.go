@@ -27,6 +27,10 @@ const (
 	TypeResetPeer = "reset_peer" // ResetPeerAttrs: TCP RST after a while
 	TypeSlicer    = "slicer"     // SlicerAttrs: cut data into small delayed pieces
 	TypeLimitData = "limit_data" // LimitDataAttrs: close after N bytes
+	// TypeBitflip is Bulwark's own: the malicious (or broken) middleman
+	// that flips bytes in the stream it relays. Toxiproxy has no such
+	// toxic; its clients can still create it by name.
+	TypeBitflip = "bitflip" // BitflipAttrs: flip one byte in a share of chunks
 )
 
 // HTTP toxic types, for proxies with protocol "http". They are Bulwark's
@@ -80,6 +84,14 @@ type SlicerAttrs struct {
 // LimitDataAttrs closes the connection once Bytes bytes have passed.
 type LimitDataAttrs struct {
 	Bytes int64 `json:"bytes"`
+}
+
+// BitflipAttrs flips one random byte (XOR 0x01) in each chunk with
+// probability Rate (0..1; 0 means 1). Plain HTTP carries the damage to
+// the other side, where only a Content-Digest can notice it; TLS rejects
+// the record (its AEAD tag fails) and the connection breaks instead.
+type BitflipAttrs struct {
+	Rate float64 `json:"rate"`
 }
 
 // HTTPAbortAttrs answers with Status (default 503) and Body without
@@ -219,6 +231,8 @@ func newAttrs(typ string) (any, error) {
 		return &SlicerAttrs{}, nil
 	case TypeLimitData:
 		return &LimitDataAttrs{}, nil
+	case TypeBitflip:
+		return &BitflipAttrs{}, nil
 	case TypeHTTPAbort:
 		return &HTTPAbortAttrs{Status: http.StatusServiceUnavailable}, nil
 	case TypeHTTPDelay:
@@ -273,6 +287,10 @@ func validateAttrs(typ string, a any) error {
 		ok = typ == TypeSlicer && a.AverageSize >= 0 && a.SizeVariation >= 0 && a.Delay >= 0
 	case *LimitDataAttrs:
 		ok = typ == TypeLimitData && a.Bytes >= 0
+	case *BitflipAttrs:
+		if typ != TypeBitflip || !(a.Rate >= 0 && a.Rate <= 1) {
+			return fmt.Errorf("rate %v: want 0..1", a.Rate)
+		}
 	case *HTTPAbortAttrs:
 		if typ != TypeHTTPAbort || a.Status < 100 || a.Status > 599 {
 			return fmt.Errorf("status %d: want 100..599", a.Status)

@@ -220,6 +220,40 @@ func TestSlicerKeepsData(t *testing.T) {
 	roundTrip(t, c, string(bytes.Repeat([]byte("0123456789"), 50)))
 }
 
+// bitflip changes the bytes it relays but not their number: the
+// middleman that a Content-Digest or TLS has to catch.
+func TestBitflipFlipsOneByteAChunk(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, 1)
+	p := newProxy(t, s, "echo", echoServer(t))
+	addToxic(t, p, &chaos.Toxic{Type: chaos.TypeBitflip, Attributes: &chaos.BitflipAttrs{Rate: 1}})
+	c := dial(t, p.Addr())
+	msg := []byte("the quick brown fox")
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatal(err)
+	}
+	diff := 0
+	for i := range msg {
+		if got[i] != msg[i] {
+			diff++
+			if got[i]^msg[i] != 0x01 {
+				t.Fatalf("byte %d changed by %#x, want one bit", i, got[i]^msg[i])
+			}
+		}
+	}
+	if diff == 0 { // one per chunk: one, unless TCP split the echo
+		t.Fatalf("no byte changed in %q", got)
+	}
+	if err := (&chaos.Toxic{Name: "x", Type: chaos.TypeBitflip, Stream: chaos.Downstream, Toxicity: 1, Attributes: &chaos.BitflipAttrs{Rate: 2}}).Validate(); err == nil {
+		t.Fatal("rate 2 accepted")
+	}
+}
+
 func TestToxicityZeroNeverApplies(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, 1)
