@@ -303,6 +303,7 @@ func (pp *pipe) process(c *chain, act []*toxicState, i int, ch chunk) error {
 	case *BitflipAttrs:
 		if len(ch.data) > 0 && (a.Rate == 0 || pp.rng.Float64() < a.Rate) {
 			ch.data[pp.rng.IntN(len(ch.data))] ^= 0x01
+			pp.l.p.stats.corruptedBytes.Add(1)
 		}
 		return next(ch)
 	case *TimeoutAttrs:

@@ -143,7 +143,7 @@ func (rt *route) upgrade(w http.ResponseWriter, r *http.Request) {
 			pr.Out.Host = pr.In.Host
 			pr.SetXForwarded()
 		},
-		Transport: rt.gw.transport,
+		Transport: rt.upstream.roundTripper(rt.gw.transport),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			failed = true
 			rt.writeFallback(w, &try{kind: failConnect, err: err})

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/bulwark-go/bulwark/pki"
 )
 
 // Config is the gateway's configuration: what it listens on, how requests
@@ -241,6 +243,14 @@ type Upstream struct {
 	// verified while streaming and the connection is aborted on a
 	// mismatch. Default 4MiB.
 	MaxVerifyBody ByteSize `yaml:"max_verify_body"`
+	// TLS makes the gateway speak mutually authenticated TLS to the pool's
+	// https:// endpoints: it presents Cert/Key and trusts only servers
+	// that CA signed (`bulwark ca issue` writes the files). A middleman
+	// between the gateway and an endpoint can then neither read nor
+	// change a byte unnoticed: a flipped byte fails TLS's record check,
+	// the try fails and is retried on another endpoint. Off by default
+	// (https:// endpoints are then checked against the system roots).
+	TLS pki.Files `yaml:"tls"`
 }
 
 // Endpoint is one static member of a pool.
@@ -439,6 +449,16 @@ func validateUpstream(v *validator, p string, u *Upstream) {
 	}
 	if m := u.Outlier.MaxEjectionPercent; m < 0 || m > 100 {
 		v.add(p+".outlier.max_ejection_percent", "must be a percentage between 0 and 100")
+	}
+	if u.TLS != (pki.Files{}) {
+		if _, err := u.TLS.ClientConfig(); err != nil {
+			v.add(p+".tls", "%v", err)
+		}
+		for j, e := range u.Endpoints {
+			if !strings.HasPrefix(e.URL, "https://") {
+				v.add(fmt.Sprintf("%s.endpoints[%d].url", p, j), "%q: with tls, endpoints are https://", e.URL)
+			}
+		}
 	}
 }
 

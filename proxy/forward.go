@@ -3,6 +3,8 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -87,7 +89,7 @@ func (rt *route) send(ctx context.Context, r *http.Request, body []byte, ep *bal
 		t.timer = time.AfterFunc(rt.perTry, cancel)
 	}
 	out := rt.outgoing(tctx, r, m.url, body)
-	resp, err := rt.gw.transport.RoundTrip(out)
+	resp, err := rt.upstream.roundTripper(rt.gw.transport).RoundTrip(out)
 	if err != nil {
 		t.err, t.kind = err, classifyErr(tctx, ctx, err, rt.perTry)
 		return t
@@ -222,6 +224,22 @@ func classifyErr(tctx, ctx context.Context, err error, perTry time.Duration) fai
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return failConnect
+	}
+	// TLS: a certificate the gateway does not trust fails the handshake
+	// before anything is sent (a connect failure: the wrong server, or a
+	// middleman presenting its own); a record that fails its integrity
+	// check or an alert mid-exchange breaks the connection (a reset: the
+	// bytes were tampered with on the way).
+	var cve *tls.CertificateVerificationError
+	var uae x509.UnknownAuthorityError
+	var hne x509.HostnameError
+	if errors.As(err, &cve) || errors.As(err, &uae) || errors.As(err, &hne) {
+		return failConnect
+	}
+	var alert tls.AlertError
+	var rhe tls.RecordHeaderError
+	if errors.As(err, &alert) || errors.As(err, &rhe) || strings.Contains(err.Error(), "tls: ") {
+		return failReset
 	}
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return failConnect

@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/pki"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -175,6 +176,14 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 		p, err := newPool(u, &g.opts)
 		if err != nil {
 			return fail(err)
+		}
+		if u.TLS != (pki.Files{}) {
+			tc, err := u.TLS.ClientConfig()
+			if err != nil {
+				return fail(fmt.Errorf("upstream %s: tls: %w", u.Name, err))
+			}
+			p.transport = g.transport.Clone()
+			p.transport.TLSClientConfig = tc
 		}
 		p.metrics = g.metrics.pool(p.name)
 		if err := p.start(g.opts.Resolver); err != nil {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -171,8 +172,15 @@ func newActiveHealth(p *pool) *activeHealth {
 	h := p.cfg.Health
 	lo, hi, _ := parseStatusRange(h.ExpectStatus)
 	ah := &activeHealth{p: p}
+	var client *http.Client
+	if p.transport != nil { // probes present the gateway's certificate too
+		tr := p.transport.Clone()
+		tr.DisableKeepAlives = true
+		client = &http.Client{Transport: tr}
+	}
 	c, err := health.NewChecker(health.CheckerConfig{
-		TCP: h.TCP, Path: h.Path, StatusMin: lo, StatusMax: hi, Interval: h.Interval, Timeout: h.Timeout,
+		Client: client,
+		TCP:    h.TCP, Path: h.Path, StatusMin: lo, StatusMax: hi, Interval: h.Interval, Timeout: h.Timeout,
 		Rise: h.Rise, Fall: h.Fall, Logger: p.logger,
 		OnChange: func(id string, hl bulwark.Health) {
 			if p.passive.d != nil {

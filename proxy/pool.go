@@ -49,6 +49,7 @@ type pool struct {
 	logger    *slog.Logger
 	events    func(Event)
 	metrics   *poolMetrics
+	transport *http.Transport // mTLS to the endpoints; nil: the gateway's shared one
 
 	mu      sync.Mutex // guards static membership and closing
 	stop    context.CancelFunc
@@ -248,6 +249,17 @@ func (p *pool) close() {
 		stop()
 	}
 	p.wg.Wait()
+	if p.transport != nil {
+		p.transport.CloseIdleConnections()
+	}
+}
+
+// roundTripper is the transport tries to this pool's endpoints use.
+func (p *pool) roundTripper(shared *http.Transport) *http.Transport {
+	if p.transport != nil {
+		return p.transport
+	}
+	return shared
 }
 
 func balancePolicy(name string) (balance.Policy, error) {

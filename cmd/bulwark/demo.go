@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/demo"
+	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/registry"
 )
 
@@ -30,12 +32,28 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	registryAddr := fs.String("registry", "", "registry node(s) to register with, comma-separated host:port, tried in turn (default: do not register)")
 	service := fs.String("service", "demo", "service name to register under")
 	ttl := fs.Duration("ttl", time.Second, "registration lease")
+	var tlsFiles pki.Files
+	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "serve HTTPS with this certificate (PEM), requiring client certificates signed by --tls-ca")
+	fs.StringVar(&tlsFiles.Key, "tls-key", "", "the certificate's key (PEM)")
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "the CA whose client certificates are accepted (PEM)")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	scheme := "http"
+	var tlsCfg *tls.Config
+	if tlsFiles != (pki.Files{}) {
+		var err error
+		if tlsCfg, err = tlsFiles.ServerConfig(); err != nil {
+			return err
+		}
+		scheme = "https"
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
+	}
+	if tlsCfg != nil {
+		ln = tls.NewListener(ln, tlsCfg)
 	}
 	d := demo.New(*id, *seed)
 	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
@@ -48,7 +66,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		defer c.Close()
 		// pid lets a chaos monkey on this machine find and kill the process.
-		inst := bulwark.Instance{Service: *service, ID: *id, Address: "http://" + ln.Addr().String(),
+		inst := bulwark.Instance{Service: *service, ID: *id, Address: scheme + "://" + ln.Addr().String(),
 			Metadata: map[string]string{"pid": strconv.Itoa(os.Getpid())}}
 		reg, err := c.Register(ctx, inst, *ttl)
 		if err != nil {
@@ -58,7 +76,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		d.OnPartition = func(on bool) { reg.Pause(on) }
 		defer reg.Close()
 	}
-	fmt.Fprintf(stdout, "demo %s listening on http://%s\n", *id, ln.Addr())
+	fmt.Fprintf(stdout, "demo %s listening on %s://%s\n", *id, scheme, ln.Addr())
 	select {
 	case err := <-errc:
 		return err
