@@ -18,11 +18,13 @@ package pki
 
 import (
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -230,3 +232,65 @@ func writePair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) erro
 	}
 	return nil
 }
+
+// SigningKeyFile names the Ed25519 key `bulwark ca sign-key NAME` writes:
+// the key an upstream signs its responses with (RFC 9421).
+func SigningKeyFile(dir, name string) string { return filepath.Join(dir, name+"-sign-key.pem") }
+
+// NewSigningKey creates an Ed25519 key pair for response signatures,
+// writes the private key (PKCS#8 PEM, mode 0600) as NAME-sign-key.pem in
+// dir and returns the public key in the form configs and registry
+// metadata carry it: base64 of the 32 raw bytes.
+func NewSigningKey(dir, name string) (string, error) {
+	if !validName.MatchString(name) {
+		return "", fmt.Errorf("pki: name %q: use letters, digits, '.', '_' or '-' (at most 64)", name)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("pki: %w", err)
+	}
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", fmt.Errorf("pki: %w", err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return "", fmt.Errorf("pki: %w", err)
+	}
+	if err := os.WriteFile(SigningKeyFile(dir, name), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		return "", fmt.Errorf("pki: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(pub), nil
+}
+
+// LoadSigningKey reads an Ed25519 private key written by NewSigningKey.
+func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	blk, _ := pem.Decode(b)
+	if blk == nil {
+		return nil, fmt.Errorf("pki: %s holds no PEM block", path)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %s: %w", path, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("pki: %s is not an Ed25519 key", path)
+	}
+	return priv, nil
+}
+
+// ParsePublicKey reads a public signing key in NewSigningKey's form.
+func ParsePublicKey(s string) (ed25519.PublicKey, error) {
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("pki: %q is not an Ed25519 public key (base64 of 32 bytes, as `bulwark ca sign-key` prints)", s)
+	}
+	return ed25519.PublicKey(b), nil
+}
+
+// PublicKeyString is the base64 form of an Ed25519 public key.
+func PublicKeyString(k ed25519.PublicKey) string { return base64.StdEncoding.EncodeToString(k) }

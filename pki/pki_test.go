@@ -150,3 +150,30 @@ func TestFilesValidate(t *testing.T) {
 		t.Error("ServerConfig with missing files succeeded")
 	}
 }
+
+func TestSigningKey(t *testing.T) {
+	dir := t.TempDir()
+	pubStr, err := NewSigningKey(dir, "orders-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	priv, err := LoadSigningKey(SigningKeyFile(dir, "orders-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := ParsePublicKey(pubStr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pub.Equal(priv.Public()) || PublicKeyString(pub) != pubStr {
+		t.Fatal("the printed public key is not the written key's")
+	}
+	for _, bad := range []string{"", "not base64!", "AAAA"} {
+		if _, err := ParsePublicKey(bad); err == nil {
+			t.Errorf("ParsePublicKey(%q) accepted", bad)
+		}
+	}
+	if _, err := LoadSigningKey(CertFile(dir, "nope")); err == nil {
+		t.Error("loading a missing key succeeded")
+	}
+}

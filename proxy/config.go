@@ -251,6 +251,24 @@ type Upstream struct {
 	// the try fails and is retried on another endpoint. Off by default
 	// (https:// endpoints are then checked against the system roots).
 	TLS pki.Files `yaml:"tls"`
+	// Signatures makes the gateway require an HTTP Message Signature (RFC
+	// 9421, Ed25519) over each answer's status and Content-Digest, made
+	// with the key registered for that endpoint (signature_key, or the
+	// instance's "sig-key" metadata when discovered). A missing or bad
+	// signature is a Byzantine outcome: the try fails, the endpoint is
+	// ejected, and the request is retried elsewhere. It protects even
+	// where TLS ends at a box in between. Off by default.
+	Signatures Signatures `yaml:"signatures"`
+}
+
+// Signatures configures response signature checks (see
+// resilienthttp.Signer for the upstream side).
+type Signatures struct {
+	// Require turns the checks on.
+	Require bool `yaml:"require"`
+	// MaxAge bounds the age of a signature's created time (and its
+	// distance in the future, for clock drift); default 5m.
+	MaxAge time.Duration `yaml:"max_age"`
 }
 
 // Endpoint is one static member of a pool.
@@ -260,6 +278,10 @@ type Endpoint struct {
 	URL string `yaml:"url"`
 	// Weight is its relative share; default 1.
 	Weight int `yaml:"weight"`
+	// SignatureKey is the endpoint's Ed25519 public key (base64, as
+	// `bulwark ca sign-key` prints it), for upstreams that require
+	// signatures.
+	SignatureKey string `yaml:"signature_key"`
 }
 
 // HealthCheck configures active health probes.
@@ -427,6 +449,13 @@ func validateUpstream(v *validator, p string, u *Upstream) {
 		if e.Weight < 0 {
 			v.add(ep+".weight", "must be positive")
 		}
+		if e.SignatureKey != "" {
+			if _, err := pki.ParsePublicKey(e.SignatureKey); err != nil {
+				v.add(ep+".signature_key", "%v", err)
+			}
+		} else if u.Signatures.Require {
+			v.add(ep+".signature_key", "signatures.require is on: give the endpoint's public key (bulwark ca sign-key prints it)")
+		}
 	}
 	switch u.Balance {
 	case "", "p2c-ewma", "round-robin", "least-request", "hash":
@@ -449,6 +478,9 @@ func validateUpstream(v *validator, p string, u *Upstream) {
 	}
 	if m := u.Outlier.MaxEjectionPercent; m < 0 || m > 100 {
 		v.add(p+".outlier.max_ejection_percent", "must be a percentage between 0 and 100")
+	}
+	if u.Signatures.MaxAge < 0 {
+		v.add(p+".signatures.max_age", "must not be negative")
 	}
 	if u.TLS != (pki.Files{}) {
 		if _, err := u.TLS.ClientConfig(); err != nil {

@@ -109,6 +109,12 @@ func (rt *route) send(ctx context.Context, r *http.Request, body []byte, ep *bal
 			t.kind = failReset
 		}
 	}
+	if t.kind == failNone && rt.upstream.sigMaxAge > 0 {
+		if err := rt.upstream.checkSignature(t, ep.Data().(*member)); err != nil {
+			t.err, t.kind = err, failByzantine
+			rt.upstream.byzantine(ep, err.Error()) // observe reports it to outlier detection
+		}
+	}
 	if t.timer != nil && (t.kind == failNone || t.kind == failStatus) {
 		t.timer.Stop() // the answer is here: a streaming body is not a slow try
 	}
@@ -298,7 +304,7 @@ func (rt *route) retryable(t *try) bool {
 		case c.kind == "connect-error" && t.kind == failConnect,
 			c.kind == "reset" && t.kind == failReset,
 			c.kind == "timeout" && t.kind == failTimeout,
-			c.kind == "digest" && t.kind == failDigest:
+			c.kind == "digest" && (t.kind == failDigest || t.kind == failByzantine):
 			return true
 		case c.kind == "status" && t.resp != nil && t.resp.StatusCode >= c.lo && t.resp.StatusCode <= c.hi:
 			return true

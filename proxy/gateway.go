@@ -219,6 +219,9 @@ func staticInstances(u Upstream) []bulwark.Instance {
 			w = 1
 		}
 		out[i] = bulwark.Instance{ID: e.URL, Address: e.URL, Metadata: map[string]string{"weight": fmt.Sprint(w)}}
+		if e.SignatureKey != "" {
+			out[i].Metadata[MetadataSignatureKey] = e.SignatureKey
+		}
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,9 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/proxy/balance"
 	"github.com/bulwark-go/bulwark/resilience"
 	"github.com/bulwark-go/bulwark/resilience/breaker"
@@ -33,6 +36,7 @@ type member struct {
 	url     *url.URL // base URL; nil for TCP pools
 	addr    string   // host:port
 	breaker *breaker.Breaker
+	sigKey  atomic.Pointer[ed25519.PublicKey] // for upstreams that require signatures
 }
 
 // pool is one upstream: its endpoints, how to pick among them, and their
@@ -50,6 +54,7 @@ type pool struct {
 	events    func(Event)
 	metrics   *poolMetrics
 	transport *http.Transport // mTLS to the endpoints; nil: the gateway's shared one
+	sigMaxAge time.Duration   // > 0: answers must carry a valid signature
 
 	mu      sync.Mutex // guards static membership and closing
 	stop    context.CancelFunc
@@ -63,6 +68,12 @@ func newPool(u Upstream, opts *Options) (*pool, error) {
 	p := &pool{name: u.Name, cfg: u, maxVerify: int64(u.MaxVerifyBody), logger: opts.logger(),
 		events: opts.emit, members: map[string]*member{}}
 	p.passive = newPassiveHealth(p, u.Outlier)
+	if u.Signatures.Require {
+		p.sigMaxAge = u.Signatures.MaxAge
+		if p.sigMaxAge == 0 {
+			p.sigMaxAge = DefaultSignatureMaxAge
+		}
+	}
 	pol, err := balancePolicy(u.Balance)
 	if err != nil {
 		return nil, err
@@ -75,11 +86,7 @@ func newPool(u Upstream, opts *Options) (*pool, error) {
 		p.hashKey = hashKeyFunc(u.HashOn)
 	}
 	if len(u.Endpoints) > 0 {
-		ms := make([]bulwark.Instance, len(u.Endpoints))
-		for i, e := range u.Endpoints {
-			ms[i] = bulwark.Instance{ID: e.URL, Address: e.URL, Metadata: map[string]string{"weight": fmt.Sprint(e.Weight)}}
-		}
-		if err := p.update(ms); err != nil {
+		if err := p.update(staticInstances(u)); err != nil {
 			return nil, err
 		}
 	}
@@ -149,6 +156,7 @@ func (p *pool) update(insts []bulwark.Instance) error {
 			}
 		}
 		keep[id] = m
+		m.setSignatureKey(in.Metadata[MetadataSignatureKey])
 		w := 1
 		if s := in.Metadata["weight"]; s != "" {
 			fmt.Sscan(s, &w)
@@ -189,6 +197,21 @@ func (p *pool) newMember(id, addr string) (*member, error) {
 		}
 	}
 	return m, nil
+}
+
+// setSignatureKey records the endpoint's public key; an invalid or empty
+// one clears it (its answers then fail a required signature check).
+func (m *member) setSignatureKey(s string) {
+	if s == "" {
+		m.sigKey.Store(nil)
+		return
+	}
+	k, err := pki.ParsePublicKey(s)
+	if err != nil {
+		m.sigKey.Store(nil)
+		return
+	}
+	m.sigKey.Store(&k)
 }
 
 func hostPort(addr string) string {

@@ -417,7 +417,7 @@ loop:
 // fallback when no endpoint answered usefully.
 func (rt *route) respond(w http.ResponseWriter, r *http.Request, t *try) int {
 	defer t.finish()
-	if t.resp == nil || t.kind == failDigest || t.kind == failTimeout || t.kind == failReset {
+	if t.resp == nil || t.kind == failDigest || t.kind == failByzantine || t.kind == failTimeout || t.kind == failReset {
 		if t.resp != nil && t.body == nil {
 			t.resp.Body.Close()
 		}

@@ -135,7 +135,7 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 	}
 	tl.Dissenters(func(vb vote.Ballot) {
 		b := ballots[vb.Endpoint]
-		rt.upstream.byzantine(b.t.ep, b.t.resp.StatusCode)
+		rt.upstream.outvoted(b.t.ep, b.t.resp.StatusCode)
 	})
 	for _, b := range ballots {
 		if b.t != winner {
@@ -205,12 +205,17 @@ func (rt *route) readBallot(t *try) (vote.Key, error) {
 	return h.Key(), nil
 }
 
-// byzantine reports an endpoint outvoted by the majority: outlier
+// outvoted reports an endpoint outvoted by the majority: outlier
 // detection ejects it, metrics count it, and an event names it.
-func (p *pool) byzantine(ep *balance.Endpoint, status int) {
+func (p *pool) outvoted(ep *balance.Endpoint, status int) {
 	p.passive.observe(ep, failByzantine, status, 0)
+	p.byzantine(ep, "outvoted by the other replicas")
+}
+
+// byzantine counts a Byzantine outcome of ep and reports it as an event.
+func (p *pool) byzantine(ep *balance.Endpoint, why string) {
 	p.metrics.byzantine()
-	p.events(Event{Kind: "byzantine", Upstream: p.name, Endpoint: ep.ID(), Detail: "outvoted by the other replicas"})
+	p.events(Event{Kind: "byzantine", Upstream: p.name, Endpoint: ep.ID(), Detail: why})
 }
 
 // serveVoted answers r by a vote.

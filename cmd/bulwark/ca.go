@@ -18,11 +18,16 @@ const caUsage = `Usage:
   bulwark ca issue NAME [--dir DIR] [--dns HOST ...] [--ip ADDR ...] [--days N]
       issue a certificate for both server and client authentication:
       DIR/NAME.pem and DIR/NAME-key.pem, signed by the CA in DIR
+  bulwark ca sign-key NAME [--dir DIR]
+      an Ed25519 key for signed answers (RFC 9421): DIR/NAME-sign-key.pem;
+      prints the public key, for the gateway's signature_key (or the
+      instance's sig-key metadata, which bulwark demo --sign-key registers)
 
 Examples:
   bulwark ca init --dir ./pki
   bulwark ca issue gateway --dir ./pki --dns gw.internal --ip 127.0.0.1
   bulwark ca issue orders-1 --dir ./pki --dns orders-1.internal
+  bulwark ca sign-key orders-1 --dir ./pki
 
 Point each hop's tls: {cert, key, ca} at these files; every side then
 requires a certificate from this CA and trusts no other.
@@ -87,6 +92,23 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "issued %s: %s and %s (valid until %s)\n", name, pki.CertFile(*dir, name), pki.KeyFile(*dir, name), pair.Leaf.NotAfter.Format("2006-01-02"))
+		return nil
+	case "sign-key":
+		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
+			fmt.Fprint(stderr, caUsage)
+			return fmt.Errorf("%w: ca sign-key needs a NAME first", errUsage)
+		}
+		fs := flag.NewFlagSet("ca sign-key", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		dir := fs.String("dir", defaultPKIDir, "directory for the key")
+		if err := fs.Parse(args[2:]); err != nil {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		pub, err := pki.NewSigningKey(*dir, args[1])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %s\npublic key: %s\n", pki.SigningKeyFile(*dir, args[1]), pub)
 		return nil
 	case "help", "--help", "-h":
 		fmt.Fprint(stdout, caUsage)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
 	"flag"
@@ -17,7 +18,9 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/demo"
 	"github.com/bulwark-go/bulwark/pki"
+	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/bulwark-go/bulwark/registry"
+	"github.com/bulwark-go/bulwark/resilience/resilienthttp"
 )
 
 // runDemo serves one replica of the demo service (see package demo): the
@@ -36,6 +39,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "serve HTTPS with this certificate (PEM), requiring client certificates signed by --tls-ca")
 	fs.StringVar(&tlsFiles.Key, "tls-key", "", "the certificate's key (PEM)")
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "the CA whose client certificates are accepted (PEM)")
+	signKey := fs.String("sign-key", "", "sign every answer (RFC 9421, Ed25519) with this key (bulwark ca sign-key writes one); its public key is registered as sig-key metadata")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -56,7 +60,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		ln = tls.NewListener(ln, tlsCfg)
 	}
 	d := demo.New(*id, *seed)
-	srv := &http.Server{Handler: d.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := d.Handler()
+	var sigPub string
+	if *signKey != "" {
+		key, err := pki.LoadSigningKey(*signKey)
+		if err != nil {
+			return err
+		}
+		handler = resilienthttp.Signer{KeyID: *id, Key: key}.Sign(handler)
+		sigPub = pki.PublicKeyString(key.Public().(ed25519.PublicKey))
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if *registryAddr != "" {
@@ -68,6 +82,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		// pid lets a chaos monkey on this machine find and kill the process.
 		inst := bulwark.Instance{Service: *service, ID: *id, Address: scheme + "://" + ln.Addr().String(),
 			Metadata: map[string]string{"pid": strconv.Itoa(os.Getpid())}}
+		if sigPub != "" {
+			inst.Metadata[proxy.MetadataSignatureKey] = sigPub
+		}
 		reg, err := c.Register(ctx, inst, *ttl)
 		if err != nil {
 			return fmt.Errorf("registering with %s: %w", *registryAddr, err)
