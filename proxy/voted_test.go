@@ -178,3 +178,53 @@ func TestVoteOnlyReads(t *testing.T) {
 		t.Fatalf("a POST reached %d replicas, want 1", n)
 	}
 }
+
+// Voting's bound (docs/byzantine.md): f = 2 over five replicas outvotes
+// two replicas that tell the same lie; f = 1 over three could not, since
+// the two liars would be a majority.
+func TestVoteF2OutvotesTwoIdenticalLiars(t *testing.T) {
+	var bs []*backend
+	for i, a := range []string{"truth", "lie", "truth", "lie", "truth"} {
+		b := newBackend(t, string(rune('a'+i)))
+		answer(b, a)
+		bs = append(bs, b)
+	}
+	cfg := Config{Routes: []Route{{Name: "r", Upstream: "u", Vote: Vote{Replicas: 5}}}, Upstreams: []Upstream{{Name: "u"}}}
+	for _, b := range bs {
+		cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: b.URL})
+	}
+	cfg.Upstreams[0].Outlier.MaxEjectionPercent = 100
+	gw, err := New(cfg, Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	for i := range 30 {
+		if w := do(gw, "GET", "http://gw/x", nil); w.Code != 200 || w.Body.String() != "truth" {
+			t.Fatalf("request %d: %d %q", i, w.Code, w.Body.String())
+		}
+	}
+	if bs[1].hits.Load() == 0 && bs[3].hits.Load() == 0 {
+		t.Fatal("the liars were never asked")
+	}
+}
+
+func TestVoteConfig(t *testing.T) {
+	for _, tt := range []struct {
+		vote Vote
+		want string
+	}{
+		{Vote{F: 4}, "vote.f"},
+		{Vote{Replicas: 4}, "vote.replicas"},
+		{Vote{F: 1, Replicas: 5}, "does not match"},
+	} {
+		cfg := Config{Routes: []Route{{Upstream: "u", Vote: tt.vote}}, Upstreams: []Upstream{{Name: "u", Endpoints: []Endpoint{{URL: "http://127.0.0.1:1"}}}}}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want an error about %s", tt.vote, err, tt.want)
+		}
+	}
+	cfg := Config{Routes: []Route{{Upstream: "u", Async: true, Vote: Vote{F: 1}}}, Upstreams: []Upstream{{Name: "u", Endpoints: []Endpoint{{URL: "http://127.0.0.1:1"}}}}}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "async") {
+		t.Errorf("async + vote: %v", err)
+	}
+}
