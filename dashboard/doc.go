@@ -7,7 +7,7 @@
 // latency; the registry's leader, nodes and index; the delivery queue's depth
 // and dead letters; and a log of what happened (ejections, breaker trips,
 // leader changes, chaos actions). With [Controls] configured, each instance
-// card also carries chaos buttons (kill, slow, corrupt, partition, restart)
+// card also carries chaos buttons (kill, slow, corrupt, lie, partition, restart)
 // and the page a traffic on/off switch.
 //
 // # How it fits

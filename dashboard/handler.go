@@ -273,7 +273,7 @@ func (d *Dashboard) setFault(ctx context.Context, c Controls, id string, r *http
 		return "", err
 	}
 	if body.Fault == nil {
-		return "", fmt.Errorf(`%w: body: want {"fault": "slow|corrupt|partition|ok"}`, errBadRequest)
+		return "", fmt.Errorf(`%w: body: want {"fault": "slow|corrupt|lie|partition|ok"}`, errBadRequest)
 	}
 	f, err := ParseFault(*body.Fault)
 	if err != nil {

@@ -124,16 +124,17 @@ const (
 	FaultOK        Fault = "ok"        // remove any fault
 	FaultSlow      Fault = "slow"      // add latency
 	FaultCorrupt   Fault = "corrupt"   // corrupt response bodies (the digest check catches it)
+	FaultLie       Fault = "lie"       // wrong data with a valid digest (only voting catches it)
 	FaultPartition Fault = "partition" // drop traffic to the instance
 )
 
 // ParseFault parses a fault name.
 func ParseFault(s string) (Fault, error) {
 	switch f := Fault(s); f {
-	case FaultOK, FaultSlow, FaultCorrupt, FaultPartition:
+	case FaultOK, FaultSlow, FaultCorrupt, FaultLie, FaultPartition:
 		return f, nil
 	}
-	return "", fmt.Errorf("%w %q: want one of ok, slow, corrupt, partition", ErrBadFault, s)
+	return "", fmt.Errorf("%w %q: want one of ok, slow, corrupt, lie, partition", ErrBadFault, s)
 }
 
 // Controls are the demo's chaos actions. They are optional: with nil
@@ -158,7 +159,7 @@ var (
 	// ErrNotFound means no instance has the given id.
 	ErrNotFound = errors.New("dashboard: no such instance")
 	// ErrBadFault means a fault name is not one of ok, slow, corrupt,
-	// partition.
+	// lie, partition.
 	ErrBadFault = errors.New("dashboard: unknown fault")
 	// ErrNoControls means the dashboard was built without Controls.
 	ErrNoControls = errors.New("dashboard: chaos controls are not enabled on this node")

@@ -146,7 +146,7 @@ func (f *fleet) SetFault(ctx context.Context, id string, fault dashboard.Fault) 
 	switch fault {
 	case dashboard.FaultSlow:
 		body["delay"] = "300ms"
-	case dashboard.FaultCorrupt:
+	case dashboard.FaultCorrupt, dashboard.FaultLie:
 		body["rate"] = 0.3
 	}
 	b, _ := json.Marshal(body)

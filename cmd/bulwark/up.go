@@ -155,6 +155,8 @@ func eventKind(k string) string {
 		return dashboard.KindEjection
 	case "breaker":
 		return dashboard.KindBreaker
+	case "byzantine":
+		return dashboard.KindByzantine
 	}
 	return dashboard.KindInfo
 }
@@ -182,16 +184,16 @@ func loadUpState(dir string) (upState, error) {
 	return st, os.WriteFile(path, b, 0o644)
 }
 
-// demoConfig is the system `bulwark up` runs: reads balanced over the
-// demo replicas found in the registry, writes accepted for durable
-// asynchronous delivery.
+// demoConfig is the system `bulwark up` runs: reads voted on by the demo
+// replicas found in the registry (so the dashboard's "lie" control is
+// outvoted), writes accepted for durable asynchronous delivery.
 func demoConfig(dir, listen string, st upState) *config.File {
 	return &config.File{
 		Config: proxy.Config{
 			Listeners: []proxy.Listener{{Name: "gateway", Address: listen}},
 			Routes: []proxy.Route{
 				{Name: "writes", Match: proxy.Match{PathPrefix: "/write", Methods: []string{"POST"}}, Upstream: "demo", Async: true},
-				{Name: "reads", Upstream: "demo", Timeouts: proxy.Timeouts{PerTry: time.Second}, Hedge: proxy.Hedge{Delay: "p95"}},
+				{Name: "reads", Upstream: "demo", Timeouts: proxy.Timeouts{PerTry: time.Second}, Vote: proxy.Vote{F: 1}},
 			},
 			Upstreams: []proxy.Upstream{{Name: "demo", Discover: "demo",
 				Outlier: proxy.Outlier{BaseEjection: 5 * time.Second}, Breaker: proxy.Breaker{Open: 2 * time.Second}}},

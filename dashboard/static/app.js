@@ -150,7 +150,7 @@ function addPoints(points) {
 
 const ACTIONS = [
   ["kill", "kill"], ["restart", "restart"], ["slow", "slow"],
-  ["corrupt", "corrupt"], ["partition", "partition"], ["heal", "heal"],
+  ["corrupt", "corrupt"], ["lie", "lie"], ["partition", "partition"], ["heal", "heal"],
 ];
 
 function makeCard(id) {
