@@ -208,6 +208,14 @@ func (m *Monkey) Step(ctx context.Context) Decision {
 	return d
 }
 
+// countsHealthy is what the guard counts as a healthy instance: routable,
+// or suspect — an instance that missed a renewal (a loaded host, a slow
+// network) is usually alive and serving, and killing it may take the
+// service below MinHealthy. Only down and ejected instances do not count.
+func countsHealthy(h bulwark.Health) bool {
+	return h.Routable() || h == bulwark.HealthSuspect
+}
+
 func (m *Monkey) decide(ctx context.Context, d Decision) Decision {
 	insts, err := m.victims.Instances(ctx, d.Service)
 	if err != nil {
@@ -219,13 +227,13 @@ func (m *Monkey) decide(ctx context.Context, d Decision) Decision {
 		return d
 	}
 	for _, in := range insts {
-		if in.Health.Routable() {
+		if countsHealthy(in.Health) {
 			d.Healthy++
 		}
 	}
 	victim := insts[m.rng.IntN(len(insts))]
 	d.Instance = victim.ID
-	if victim.Health.Routable() && d.Healthy-1 < m.cfg.MinHealthy {
+	if countsHealthy(victim.Health) && d.Healthy-1 < m.cfg.MinHealthy {
 		d.Action = ActionSkipped
 		d.Reason = fmt.Sprintf("would leave %d healthy, below the minimum %d", d.Healthy-1, m.cfg.MinHealthy)
 		return d

@@ -107,6 +107,34 @@ func TestGuardNeverBelowMinHealthy(t *testing.T) {
 	})
 }
 
+// suspects are instances that missed a renewal but may well be alive.
+type suspects struct{ killed []string }
+
+func (s *suspects) Instances(context.Context, string) ([]bulwark.Instance, error) {
+	return []bulwark.Instance{{ID: "a", Health: bulwark.HealthSuspect}, {ID: "b", Health: bulwark.HealthSuspect}, {ID: "c", Health: bulwark.HealthUp}}, nil
+}
+
+func (s *suspects) Kill(_ context.Context, in bulwark.Instance) error {
+	s.killed = append(s.killed, in.ID)
+	return nil
+}
+
+// A suspect instance counts as healthy for the guard: with 3 alive (2 of
+// them late renewing) and MinHealthy 3, nothing may be killed.
+func TestGuardCountsSuspects(t *testing.T) {
+	v := &suspects{}
+	m, err := New(Config{Services: []string{"api"}, MinHealthy: 3, Seed: 1, Location: time.UTC}, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		m.Step(t.Context())
+	}
+	if len(v.killed) != 0 {
+		t.Fatalf("killed %v: suspect instances were taken for dead", v.killed)
+	}
+}
+
 func TestScheduleIsExponentialAndReplays(t *testing.T) {
 	times := func(seed uint64) []time.Duration {
 		var out []time.Duration
