@@ -42,7 +42,7 @@ func TestProbesAndOutliersSteerTheBalancer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chk, err := health.NewChecker(health.CheckerConfig{Interval: 5 * time.Millisecond, Rise: 1, Fall: 1, OnChange: det.SetProbeHealth})
+	chk, err := health.NewChecker(health.CheckerConfig{Interval: 50 * time.Millisecond, Rise: 1, Fall: 2, OnChange: det.SetProbeHealth})
 	if err != nil {
 		t.Fatal(err)
 	}
