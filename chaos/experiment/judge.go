@@ -160,7 +160,11 @@ type interval struct{ from, to time.Duration }
 
 // judge checks the hypothesis over sliding windows inside [from, to),
 // skipping windows that overlap an excluded interval (grace periods).
+// Only requests sent in the phase count: one sent during a fault that
+// completes after the heal (on a slow host, or a 1 s timeout) tells about
+// the fault, not about the recovery.
 func judge(h *Hypothesis, ss []sample, name string, from, to time.Duration, excluded []interval) PhaseResult {
+	ss = slices.DeleteFunc(slices.Clone(ss), func(s sample) bool { return s.start < from })
 	pr := PhaseResult{Name: name, From: sec(from), To: sec(to), Holds: true, MinSuccessRatio: 1}
 	step := h.Window / 4
 	for w := from; w+h.Window <= to; w += step {

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -292,7 +293,9 @@ func TestJudgeWindows(t *testing.T) {
 		contains string
 	}{
 		{"good second", 0, time.Second, true, ""},
-		{"failures", time.Second, 2 * time.Second, false, "success ratio 0.500"},
+		// The request completing at 1.0 s was sent at 0.99 s, before the
+		// phase: 5 of the 9 sent in it are good.
+		{"failures", time.Second, 2 * time.Second, false, "success ratio 0.556"},
 		{"slow", 3 * time.Second, 4 * time.Second, false, "p99 300ms > 100ms"},
 	}
 	for _, tt := range tests {
@@ -305,6 +308,19 @@ func TestJudgeWindows(t *testing.T) {
 				t.Errorf("violations %q lack %q", pr.Violations, tt.contains)
 			}
 		})
+	}
+	// A failure sent before the phase (during a fault) and completing in it
+	// is not the phase's: it judges requests sent after the heal.
+	late := []sample{ // three sent at 0.9 s, failing at 1.1 s: 10/13 would break the 0.9 ratio
+		{start: 900 * time.Millisecond, end: 1100 * time.Millisecond}, {start: 900 * time.Millisecond, end: 1100 * time.Millisecond},
+		{start: 900 * time.Millisecond, end: 1100 * time.Millisecond}}
+	for i := range 10 {
+		at := time.Second + time.Duration(i+1)*50*time.Millisecond
+		late = append(late, sample{start: at - time.Millisecond, end: at, ok: true})
+	}
+	slices.SortFunc(late, func(a, b sample) int { return int(a.end - b.end) })
+	if pr := judge(h, late, "after", time.Second, 2*time.Second, nil); !pr.Holds {
+		t.Errorf("a request sent before the phase was judged in it: %v", pr.Violations)
 	}
 	if pr := judge(h, ss, "graced", time.Second, 2*time.Second, []interval{{time.Second, 2 * time.Second}}); pr.Judged {
 		t.Errorf("window inside a grace interval was judged: %+v", pr)
