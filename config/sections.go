@@ -5,6 +5,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/proxy"
 )
 
@@ -31,6 +32,10 @@ type Registry struct {
 	// SuspectTimeout is how long a lapsed instance stays suspect before
 	// removal; default 2s.
 	SuspectTimeout time.Duration `yaml:"suspect_timeout"`
+	// TLS puts the node's HTTP API and Raft transport under mutual TLS
+	// with `bulwark ca` files: peers and clients must present a
+	// certificate the CA signed. Default off.
+	TLS pki.Files `yaml:"tls"`
 }
 
 // Peer is another registry node.
@@ -48,6 +53,9 @@ type Discovery struct {
 	Registries []string `yaml:"registries"`
 	// Token is sent on writes.
 	Token string `yaml:"token"`
+	// TLS talks to registry nodes that require mutual TLS; default the
+	// registry section's, when this process runs a node.
+	TLS pki.Files `yaml:"tls"`
 }
 
 // Delivery stores async routes' requests durably (package delivery) on an
@@ -95,6 +103,11 @@ func (f *File) validateSections(add func(path, format string, args ...any)) {
 		if !r.Bootstrap && len(r.Peers) == 0 {
 			add("registry.bootstrap", "a node that does not bootstrap needs peers to join")
 		}
+		if r.TLS != (pki.Files{}) {
+			if _, err := r.TLS.ServerConfig(); err != nil {
+				add("registry.tls", "%v", err)
+			}
+		}
 	}
 	if d := f.Delivery; d != nil {
 		if d.DataDir == "" && len(d.NATS) == 0 {
@@ -117,6 +130,11 @@ func (f *File) validateSections(add func(path, format string, args ...any)) {
 	for _, u := range f.Upstreams {
 		if u.Discover != "" {
 			needsDiscovery = true
+		}
+	}
+	if t := f.Discovery.TLS; t != (pki.Files{}) {
+		if _, err := t.ClientConfig(); err != nil {
+			add("discovery.tls", "%v", err)
 		}
 	}
 	if needsDiscovery && f.Registry == nil && len(f.Discovery.Registries) == 0 {

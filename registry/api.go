@@ -156,7 +156,7 @@ func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 
 // forward reverse-proxies a write to the leader.
 func (n *Node) forward(w http.ResponseWriter, r *http.Request, leader string) {
-	target := &url.URL{Scheme: "http", Host: leader}
+	target := &url.URL{Scheme: n.scheme(), Host: leader}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)

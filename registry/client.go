@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,11 @@ type ClientConfig struct {
 	// HTTPClient performs requests. Default: a client of its own (no
 	// overall timeout; every request gets a deadline from the Client).
 	HTTPClient *http.Client
+	// TLS, when set, talks to the nodes over TLS with this config (its
+	// certificate for nodes that require one, its RootCAs to check
+	// theirs); addresses without a scheme then mean https. Ignored when
+	// HTTPClient is set (configure that client's transport instead).
+	TLS *tls.Config
 	// RequestTimeout bounds each attempt of a non-blocking request.
 	// Default 2 s.
 	RequestTimeout time.Duration
@@ -80,9 +86,13 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, fmt.Errorf("%w: ClientConfig.Addrs is empty", ErrInvalid)
 	}
 	c := &Client{cfg: cfg, hc: cfg.HTTPClient, log: cfg.Logger, rng: cfg.Rand, cache: map[string][]bulwark.Instance{}}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
+	}
 	for i, a := range cfg.Addrs {
 		if !strings.Contains(a, "://") {
-			a = "http://" + a
+			a = scheme + a
 		}
 		u, err := url.Parse(a)
 		if err != nil || u.Host == "" {
@@ -91,7 +101,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		c.addrs = append(c.addrs, strings.TrimRight(a, "/"))
 	}
 	if c.hc == nil {
-		c.hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}}
+		c.hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second, TLSClientConfig: cfg.TLS}}
 	}
 	if c.cfg.RequestTimeout <= 0 {
 		c.cfg.RequestTimeout = 2 * time.Second

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,13 @@ type Config struct {
 	// Token, when set, is required as "Authorization: Bearer <Token>" on
 	// every write (register, renew, deregister, join). Default: no auth.
 	Token string
+
+	// ServerTLS, when set, serves the HTTP API and the Raft transport over
+	// TLS; it must require client certificates (pki.Files.ServerConfig
+	// makes such a config). ClientTLS is then what the node presents to
+	// its peers (Raft, write forwarding, join). Both or neither. Default:
+	// plain TCP.
+	ServerTLS, ClientTLS *tls.Config
 
 	// DefaultTTL is the lease TTL for registrations that give none.
 	// Default 1 s.
@@ -145,6 +153,9 @@ func (c Config) Validate() error {
 	c = c.withDefaults()
 	if c.DataDir == "" {
 		return fmt.Errorf("%w: DataDir is required", ErrInvalid)
+	}
+	if err := c.validateTLS(); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	if c.NodeID != "" && !validName(c.NodeID) {
 		return fmt.Errorf("%w: NodeID %q: want 1-%d of [A-Za-z0-9._-]", ErrInvalid, c.NodeID, maxNameLen)

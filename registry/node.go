@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -66,7 +67,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("registry: data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(), leases: newLeaseTable(),
-		fwd: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second}}}
+		fwd: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second, TLSClientConfig: cfg.ClientTLS}}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	var closers []func()
@@ -104,6 +105,9 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	closers = append(closers, func() { ln.Close() })
 	n.httpAddr = ln.Addr().String()
+	if cfg.ServerTLS != nil {
+		ln = tls.NewListener(ln, cfg.ServerTLS)
+	}
 
 	notify := make(chan bool, 8)
 	n.raft, err = raft.NewRaft(n.raftConfig(notify, raftLog), n.fsm, n.store, n.store, snaps, trans)
@@ -164,6 +168,9 @@ func (n *Node) serve(ln net.Listener, notify <-chan bool) {
 func (n *Node) openTransport(w io.Writer) (*raft.NetworkTransport, error) {
 	if n.cfg.newTransport != nil {
 		return n.cfg.newTransport(n.cfg.RaftAddr, w)
+	}
+	if n.cfg.ServerTLS != nil {
+		return newTLSTransport(n.cfg.RaftAddr, n.cfg.ServerTLS, n.cfg.ClientTLS, w)
 	}
 	t, err := raft.NewTCPTransport(n.cfg.RaftAddr, nil, 3, 10*time.Second, w)
 	if err != nil {
@@ -319,7 +326,7 @@ func (n *Node) join() error {
 	var errs []error
 	for _, t := range targets {
 		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+t+"/v1/join", bytes.NewReader(body))
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, n.scheme()+"://"+t+"/v1/join", bytes.NewReader(body))
 		if n.cfg.Token != "" {
 			req.Header.Set("Authorization", "Bearer "+n.cfg.Token)
 		}

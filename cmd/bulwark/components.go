@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/delivery"
+	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/bulwark-go/bulwark/registry"
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,11 +83,21 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		for _, p := range r.Peers {
 			cfg.Peers = append(cfg.Peers, registry.Peer{ID: p.ID, RaftAddr: p.Raft, HTTPAddr: p.HTTP})
 		}
+		scheme := "http://"
+		if r.TLS != (pki.Files{}) {
+			if cfg.ServerTLS, err = r.TLS.ServerConfig(); err != nil {
+				return c, fmt.Errorf("registry.tls: %w", err)
+			}
+			if cfg.ClientTLS, err = r.TLS.ClientConfig(); err != nil {
+				return c, fmt.Errorf("registry.tls: %w", err)
+			}
+			scheme = "https://"
+		}
 		if c.node, err = registry.Open(ctx, cfg); err != nil {
 			return c, fmt.Errorf("registry: %w", err)
 		}
 		c.closeFns = append(c.closeFns, c.node.Close)
-		c.registryURL = "http://" + c.node.HTTPAddr()
+		c.registryURL = scheme + c.node.HTTPAddr()
 	}
 	addrs := f.Discovery.Registries
 	if len(addrs) == 0 && c.node != nil {
@@ -96,7 +108,17 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		if token == "" && f.Registry != nil {
 			token = f.Registry.Token
 		}
-		if c.client, err = registry.NewClient(registry.ClientConfig{Addrs: addrs, Token: token, Logger: logger.With("component", "discovery")}); err != nil {
+		files := f.Discovery.TLS
+		if files == (pki.Files{}) && f.Registry != nil {
+			files = f.Registry.TLS
+		}
+		var clientTLS *tls.Config
+		if files != (pki.Files{}) {
+			if clientTLS, err = files.ClientConfig(); err != nil {
+				return c, fmt.Errorf("discovery.tls: %w", err)
+			}
+		}
+		if c.client, err = registry.NewClient(registry.ClientConfig{Addrs: addrs, Token: token, TLS: clientTLS, Logger: logger.With("component", "discovery")}); err != nil {
 			return c, fmt.Errorf("discovery: %w", err)
 		}
 		c.closeFns = append(c.closeFns, func() error { c.client.Close(); return nil })
