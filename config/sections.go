@@ -81,6 +81,9 @@ type Delivery struct {
 	// 503 + Retry-After instead of filling the disk. Default 1000000; -1
 	// for no bound.
 	MaxBacklog int `yaml:"max_backlog"`
+	// TLS puts the connection to external NATS servers under mutual TLS
+	// with `bulwark ca` files. Default off.
+	TLS pki.Files `yaml:"tls"`
 }
 
 func (f *File) validateSections(add func(path, format string, args ...any)) {
@@ -112,6 +115,11 @@ func (f *File) validateSections(add func(path, format string, args ...any)) {
 	if d := f.Delivery; d != nil {
 		if d.DataDir == "" && len(d.NATS) == 0 {
 			add("delivery.data_dir", "missing: set data_dir for the embedded server, or nats: [URL] for an external one")
+		}
+		if d.TLS != (pki.Files{}) {
+			if _, err := d.TLS.MutualConfig(); err != nil {
+				add("delivery.tls", "%v", err)
+			}
 		}
 		if d.MaxBacklog < -1 {
 			add("delivery.max_backlog", "use -1 (no bound) or a positive count")

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,14 @@ type Config struct {
 	// URLs, when set, connects to an external NATS cluster instead of
 	// embedding a server; DataDir and the server fields are then ignored.
 	URLs []string
+	// TLS, when set, puts every network hop of delivery under mutual TLS:
+	// the connection to external URLs (nats.Secure), and the embedded
+	// server's cluster routes and client listener (which then require a
+	// client certificate). It must present a certificate and trust the CA
+	// on both sides (pki.Files.MutualConfig). The in-process connection to
+	// an embedded server never touches the network and needs none.
+	// Default: plain TCP.
+	TLS *tls.Config
 
 	// Name prefixes the JetStream resources: streams <Name>_WORK and
 	// <Name>_DEAD, KV bucket <Name>_STATUS. Default "BULWARK".

@@ -122,8 +122,11 @@ func (s *Service) connect() error {
 	}
 	var err error
 	if len(s.cfg.URLs) > 0 {
-		s.nc, err = nats.Connect(strings.Join(s.cfg.URLs, ","), nats.Name(s.cfg.ServerName),
-			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		opts := []nats.Option{nats.Name(s.cfg.ServerName), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}
+		if s.cfg.TLS != nil {
+			opts = append(opts, nats.Secure(s.cfg.TLS))
+		}
+		s.nc, err = nats.Connect(strings.Join(s.cfg.URLs, ","), opts...)
 		if err != nil {
 			return fmt.Errorf("delivery: connect to %v: %w", s.cfg.URLs, err)
 		}
@@ -174,6 +177,15 @@ func (s *Service) startServer() error {
 		if len(c.Cluster.Routes) > 0 {
 			opts.Routes = server.RoutesFromStr(strings.Join(c.Cluster.Routes, ","))
 		}
+		if c.TLS != nil {
+			// Routes both accept and dial with this config: a route from a
+			// server without our CA's certificate is refused.
+			opts.Cluster.TLSConfig = c.TLS
+			opts.Cluster.TLSTimeout = 2
+		}
+	}
+	if c.TLS != nil && !opts.DontListen {
+		opts.TLS, opts.TLSVerify, opts.TLSConfig, opts.TLSTimeout = true, true, c.TLS, 2
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {

@@ -91,3 +91,21 @@ func (f Files) ClientConfig() (*tls.Config, error) {
 		MinVersion:   tls.VersionTLS13,
 	}, nil
 }
+
+// MutualConfig returns one config for a peer that both accepts and dials
+// (a NATS route, a Raft transport that shares a config): it presents its
+// certificate, requires one from the other side, and trusts only the CA
+// for both directions.
+func (f Files) MutualConfig() (*tls.Config, error) {
+	pair, pool, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{pair},
+		ClientCAs:    pool,
+		RootCAs:      pool,
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		MinVersion:   tls.VersionTLS13,
+	}, nil
+}
