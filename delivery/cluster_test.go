@@ -22,16 +22,11 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestCluster3 runs three Services, each embedding a nats-server, joined by
-// routes into one JetStream cluster with Replicas 3. Messages acknowledged
-// while the backend is down are still delivered after the work stream's
-// leader is shut down.
-func TestCluster3(t *testing.T) {
-	if testing.Short() {
-		t.Skip("three-node cluster")
-	}
-	b := newBackend(t)
-	b.failing.Store(true)
+// openCluster3 opens three Services, each embedding a nats-server, joined
+// by routes into one JetStream cluster "bulwark-test" with Replicas 3
+// (mod adjusts each node's config), and closes them with the test.
+func openCluster3(t *testing.T, b *backend, mod func(i int, cfg *Config)) []*Service {
+	t.Helper()
 	ports := []int{freePort(t), freePort(t), freePort(t)}
 	svcs := make([]*Service, 3)
 	errs := make([]error, 3)
@@ -47,8 +42,9 @@ func TestCluster3(t *testing.T) {
 		cfg.ServerName = "n" + strconv.Itoa(i)
 		cfg.Cluster = &ClusterConfig{Name: "bulwark-test", Port: ports[i], Routes: routes}
 		cfg.Replicas = 3
-		cfg.Partitions = 2
-		cfg.Backoff = []time.Duration{100 * time.Millisecond}
+		if mod != nil {
+			mod(i, &cfg)
+		}
 		fwd := newForwarder(t, b)
 		// All three open at once: each blocks in CreateStream until the
 		// cluster has a meta leader, which needs a quorum of servers up.
@@ -59,11 +55,10 @@ func TestCluster3(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	closed := make([]bool, 3)
 	t.Cleanup(func() {
-		for i, s := range svcs {
-			if s != nil && !closed[i] {
-				_ = s.Close()
+		for _, s := range svcs {
+			if s != nil {
+				_ = s.Close() // idempotent: a test may have closed one already
 			}
 		}
 	})
@@ -72,6 +67,23 @@ func TestCluster3(t *testing.T) {
 			t.Fatalf("Open n%d: %v", i, err)
 		}
 	}
+	return svcs
+}
+
+// TestCluster3 runs three Services, each embedding a nats-server, joined by
+// routes into one JetStream cluster with Replicas 3. Messages acknowledged
+// while the backend is down are still delivered after the work stream's
+// leader is shut down.
+func TestCluster3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three-node cluster")
+	}
+	b := newBackend(t)
+	b.failing.Store(true)
+	svcs := openCluster3(t, b, func(i int, cfg *Config) {
+		cfg.Partitions = 2
+		cfg.Backoff = []time.Duration{100 * time.Millisecond}
+	})
 
 	info, err := svcs[0].work.Info(t.Context())
 	if err != nil {
@@ -104,7 +116,6 @@ func TestCluster3(t *testing.T) {
 	if err := svcs[leader].Close(); err != nil {
 		t.Fatalf("Close leader n%d: %v", leader, err)
 	}
-	closed[leader] = true
 	t.Logf("shut down work stream leader n%d; enqueued via n%d", leader, (leader+1)%3)
 	b.failing.Store(false)
 

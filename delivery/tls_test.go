@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"net"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -81,42 +80,7 @@ func TestClusterRoutesOverMutualTLS(t *testing.T) {
 	}
 	certs := mutualTLS(t, "n0", "n1", "n2")
 	b := newBackend(t)
-	ports := []int{freePort(t), freePort(t), freePort(t)}
-	svcs := make([]*Service, 3)
-	errs := make([]error, 3)
-	var wg sync.WaitGroup
-	for i := range 3 {
-		var routes []string
-		for j, p := range ports {
-			if j != i {
-				routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(p))
-			}
-		}
-		cfg := testConfig(t, t.TempDir())
-		cfg.ServerName = "n" + strconv.Itoa(i)
-		cfg.Cluster = &ClusterConfig{Name: "bulwark-tls", Port: ports[i], Routes: routes}
-		cfg.Replicas = 3
-		cfg.TLS = certs[cfg.ServerName]
-		fwd := newForwarder(t, b)
-		wg.Go(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-			defer cancel()
-			svcs[i], errs[i] = Open(ctx, cfg, fwd)
-		})
-	}
-	wg.Wait()
-	t.Cleanup(func() {
-		for _, s := range svcs {
-			if s != nil {
-				_ = s.Close()
-			}
-		}
-	})
-	for i, err := range errs {
-		if err != nil {
-			t.Fatalf("Open n%d: %v", i, err)
-		}
-	}
+	svcs := openCluster3(t, b, func(i int, cfg *Config) { cfg.TLS = certs[cfg.ServerName] })
 	for i := range 10 {
 		if _, err := svcs[i%3].Enqueue(t.Context(), msg("x", "c"+strconv.Itoa(i), "", strconv.Itoa(i))); err != nil {
 			t.Fatalf("Enqueue %d: %v", i, err)

@@ -26,7 +26,14 @@ func startGateway(t *testing.T, backends []*proc, tune func(*proxy.Config)) (*pr
 	if tune != nil {
 		tune(&cfg)
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Seed: 42})
+	return listenGateway(t, cfg, proxy.Options{Seed: 42})
+}
+
+// listenGateway starts a gateway with cfg (its first listener on a free
+// port) and returns it with its base URL; it closes with the test.
+func listenGateway(t *testing.T, cfg proxy.Config, opts proxy.Options) (*proxy.Gateway, string) {
+	t.Helper()
+	gw, err := proxy.New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,16 +65,9 @@ func TestMTLSDefeatsAByteFlippingMiddleman(t *testing.T) {
 		Upstreams: []proxy.Upstream{{Name: "u", Balance: "round-robin", TLS: pki.FilesFor(dir, "gateway"),
 			Endpoints: []proxy.Endpoint{{URL: bs[0].url}, {URL: bs[1].url}, {URL: "https://" + mitm.Addr()}}}},
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Seed: 42})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
+	_, base := listenGateway(t, cfg, proxy.Options{Seed: 42})
 
-	l := runLoad(t.Context(), workers, "http://"+gw.Addrs()[0].String()+"/read?size=2000", demo.Body(2000), 10*time.Second)
+	l := runLoad(t.Context(), workers, base+"/read?size=2000", demo.Body(2000), 10*time.Second)
 	sleepUntil(l, 4*time.Second)
 	rs := l.finish()
 	s := summarize(rs)

@@ -44,20 +44,13 @@ func TestForgedSignatureRejected(t *testing.T) {
 				{URL: bs[2].url, SignatureKey: registered}}}},
 	}
 	events := make(chan proxy.Event, 1024)
-	gw, err := proxy.New(cfg, proxy.Options{Seed: 42, OnEvent: func(e proxy.Event) {
+	_, base := listenGateway(t, cfg, proxy.Options{Seed: 42, OnEvent: func(e proxy.Event) {
 		select {
 		case events <- e:
 		default:
 		}
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	l := runLoad(t.Context(), workers, "http://"+gw.Addrs()[0].String()+"/read", demo.Body(100), 10*time.Second)
+	l := runLoad(t.Context(), workers, base+"/read", demo.Body(100), 10*time.Second)
 	sleepUntil(l, 3*time.Second)
 	rs := l.finish()
 	s := summarize(rs)

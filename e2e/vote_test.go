@@ -30,7 +30,7 @@ func TestVotingOutvotesALyingReplica(t *testing.T) {
 	for _, b := range bs {
 		cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, proxy.Endpoint{URL: b.url})
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Seed: 42, OnEvent: func(e proxy.Event) {
+	gw, base := listenGateway(t, cfg, proxy.Options{Seed: 42, OnEvent: func(e proxy.Event) {
 		if !strings.HasPrefix(e.Endpoint, bs[2].url) {
 			return
 		}
@@ -45,14 +45,7 @@ func TestVotingOutvotesALyingReplica(t *testing.T) {
 			}
 		}
 	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := gw.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { gw.Close() })
-	url := "http://" + gw.Addrs()[0].String() + "/read"
+	url := base + "/read"
 
 	// Voting off: the lie gets through (the digest is valid for it).
 	l := runLoad(t.Context(), workers, url, demo.Body(100), 10*time.Second)

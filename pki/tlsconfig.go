@@ -64,48 +64,32 @@ func (f Files) load() (tls.Certificate, *x509.CertPool, error) {
 // certificate and requires a client certificate signed by the CA. TLS 1.3
 // only: every Bulwark peer speaks it, and it removes the downgrade
 // surface.
-func (f Files) ServerConfig() (*tls.Config, error) {
-	pair, pool, err := f.load()
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{pair},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
-	}, nil
-}
+func (f Files) ServerConfig() (*tls.Config, error) { return f.config(true, false) }
 
 // ClientConfig returns the client side of an mTLS hop: it presents its
 // certificate and trusts only servers the CA signed, checking their name
 // (DNS or IP SAN) as usual.
-func (f Files) ClientConfig() (*tls.Config, error) {
-	pair, pool, err := f.load()
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{pair},
-		RootCAs:      pool,
-		MinVersion:   tls.VersionTLS13,
-	}, nil
-}
+func (f Files) ClientConfig() (*tls.Config, error) { return f.config(false, true) }
 
 // MutualConfig returns one config for a peer that both accepts and dials
 // (a NATS route, a Raft transport that shares a config): it presents its
 // certificate, requires one from the other side, and trusts only the CA
 // for both directions.
-func (f Files) MutualConfig() (*tls.Config, error) {
+func (f Files) MutualConfig() (*tls.Config, error) { return f.config(true, true) }
+
+// config builds a TLS 1.3 config that presents f's certificate and trusts
+// f's CA as a server (requiring client certificates), a client, or both.
+func (f Files) config(server, client bool) (*tls.Config, error) {
 	pair, pool, err := f.load()
 	if err != nil {
 		return nil, err
 	}
-	return &tls.Config{
-		Certificates: []tls.Certificate{pair},
-		ClientCAs:    pool,
-		RootCAs:      pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		MinVersion:   tls.VersionTLS13,
-	}, nil
+	c := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13}
+	if server {
+		c.ClientCAs, c.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	if client {
+		c.RootCAs = pool
+	}
+	return c, nil
 }

@@ -228,8 +228,9 @@ func BenchmarkProxyHotPathParts(b *testing.B) {
 
 // benchGateway is a gateway with the defaults `bulwark run` gives a config
 // that lists three endpoints with balance: round-robin (retries, breakers,
-// outlier detection and digest checks all on).
-func benchGateway(b *testing.B, urls []string) *Gateway {
+// outlier detection and digest checks all on); tune, if not nil, changes
+// the config first.
+func benchGateway(b *testing.B, urls []string, tune ...func(*Config)) *Gateway {
 	b.Helper()
 	cfg := Config{
 		Listeners: []Listener{{Name: "bench", Address: "127.0.0.1:0"}},
@@ -238,6 +239,9 @@ func benchGateway(b *testing.B, urls []string) *Gateway {
 	}
 	for _, u := range urls {
 		cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: u})
+	}
+	for _, f := range tune {
+		f(&cfg)
 	}
 	gw, err := New(cfg, Options{Seed: 1})
 	if err != nil {

@@ -36,19 +36,7 @@ func benchVoting(b *testing.B, v Vote) {
 		urls = append(urls, s.URL)
 	}
 	gateway := func(b *testing.B) *Gateway {
-		cfg := Config{
-			Routes:    []Route{{Name: "r", Upstream: "u", Vote: v}},
-			Upstreams: []Upstream{{Name: "u", Balance: "round-robin"}},
-		}
-		for _, u := range urls {
-			cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: u})
-		}
-		gw, err := New(cfg, Options{Seed: 1})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { gw.Close() })
-		return gw
+		return benchGateway(b, urls, func(c *Config) { c.Routes[0].Vote = v })
 	}
 	b.Run("inmem", func(b *testing.B) {
 		gw := gateway(b)
