@@ -85,6 +85,7 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 			return c, fmt.Errorf("registry: %w", err)
 		}
 		c.closeFns = append(c.closeFns, c.node.Close)
+		c.reg.MustRegister(c.node.Collector())
 		c.registryURL = "http://" + c.node.HTTPAddr()
 	}
 	addrs := f.Discovery.Registries
