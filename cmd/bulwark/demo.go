@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -22,16 +21,15 @@ import (
 // child process that `bulwark up` starts three of, and that the end-to-end
 // tests kill and stop.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
 	id := fs.String("id", "demo", "replica id, sent in the X-Replica header")
 	seed := fs.Uint64("seed", 1, "seed for the fault injection's random choices")
 	registryAddr := fs.String("registry", "", "registry node(s) to register with, comma-separated host:port, tried in turn (default: do not register)")
 	service := fs.String("service", "demo", "service name to register under")
 	ttl := fs.Duration("ttl", time.Second, "registration lease")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
