@@ -36,6 +36,8 @@ type File struct {
 	Discovery Discovery `yaml:"discovery"`
 	// Delivery stores async routes' requests.
 	Delivery *Delivery `yaml:"delivery"`
+	// Tracing exports OpenTelemetry traces; off by default.
+	Tracing Tracing `yaml:"tracing"`
 }
 
 // Admin is the admin listener.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/proxy"
 )
 
@@ -51,7 +52,14 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	gw, err := proxy.New(cfg, proxy.Options{Logger: logger})
+	tp, err := openTracing(ctx, config.Tracing{}, logger) // OTEL_* variables turn it on
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer shutdownTracing(tp)()
+	}
+	gw, err := proxy.New(cfg, proxy.Options{Logger: logger, Tracer: gatewayTracer(tp)})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
