@@ -3,7 +3,9 @@ package tracing_test
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -86,6 +88,24 @@ func attr(s *tracepb.Span, key string) (string, bool) {
 	return "", false
 }
 
+// syncBuffer is a log sink safe for the gateway's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 const (
 	clientTrace  = "4bf92f3577b34da6a3ce929d0e0e4736"
 	clientParent = "00f067aa0ba902b7"
@@ -130,7 +150,10 @@ func TestGatewaySpanTree(t *testing.T) {
 		Routes:    []proxy.Route{{Name: "reads", Upstream: "app"}},
 		Upstreams: []proxy.Upstream{{Name: "app", Endpoints: []proxy.Endpoint{{URL: urls[0]}, {URL: urls[1]}}}},
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Tracer: p.Gateway(), Seed: 1})
+	cfg.AccessLog = true
+	var logs syncBuffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	gw, err := proxy.New(cfg, proxy.Options{Tracer: p.Gateway(), Seed: 1, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +246,18 @@ func TestGatewaySpanTree(t *testing.T) {
 	if out, _ := attr(ok, "bulwark.outcome"); out != "ok" || ok.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 		t.Errorf("second try: outcome %q, status %v; want ok", out, ok.Status)
 	}
+	var line struct {
+		Msg     string `json:"msg"`
+		TraceID string `json:"trace_id"`
+	}
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "access" {
+			break
+		}
+	}
+	if line.Msg != "access" || line.TraceID != clientTrace {
+		t.Errorf("access log line %+v: want trace_id %s\n%s", line, clientTrace, logs.String())
+	}
 	if rc.attrs["service.name"] != "gateway-under-test" {
 		t.Errorf("resource service.name %q", rc.attrs["service.name"])
 	}
@@ -230,7 +265,9 @@ func TestGatewaySpanTree(t *testing.T) {
 
 // lateEnqueuer lets the gateway be built before the delivery service that
 // forwards through it.
-type lateEnqueuer struct{ s atomic.Pointer[delivery.Service] }
+type lateEnqueuer struct {
+	s atomic.Pointer[delivery.Service]
+}
 
 func (l *lateEnqueuer) Enqueue(ctx context.Context, m *bulwark.Message) (string, error) {
 	return l.s.Load().Enqueue(ctx, m)

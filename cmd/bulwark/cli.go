@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/bulwark-go/bulwark/config"
 )
 
 // The command line's conventions (docs/cli.md): every command has --help
@@ -105,6 +107,10 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 		}
 		fmt.Fprintf(w, "\n    \t$%s\n", envName(fs.Name(), f.Name))
 	})
+	if n := fs.Name(); n == "run" || n == "validate" || n == "up" {
+		fmt.Fprintf(w, "\nbulwark.yaml keys from the environment (they win over the file; lists comma-separated):\n  %s\n",
+			strings.Join(config.EnvNames(), "\n  "))
+	}
 	fmt.Fprintln(w, "\nExit codes: 0 success, 1 failure, 2 wrong command line (docs/cli.md).")
 }
 
