@@ -19,7 +19,7 @@ import (
 //     client's traceparent; attributes: method, path, route, status, tries;
 //   - a child per try, "try ENDPOINT" (kind client), whose traceparent the
 //     endpoint receives; attributes: bulwark.endpoint, bulwark.attempt,
-//     bulwark.outcome (ok, connect_error, reset, timeout, status, digest,
+//     bulwark.hedge (started while another try was in flight), bulwark.outcome (ok, connect_error, reset, timeout, status, digest,
 //     other), the status; a failed try has status Error with the error;
 //   - a delivery span per delivery attempt of an async message (kind
 //     consumer), in its own trace, linked to the span of the request that
@@ -32,8 +32,9 @@ type GatewayTracer struct{ p *Provider }
 // requestKey finds a request's state in its context.
 type requestKey struct{}
 
-// request counts a request's tries, hedged ones included.
-type request struct{ tries atomic.Int32 }
+// request counts a request's tries, hedged ones included, and those in
+// flight: a try that starts while another is in flight is a hedge.
+type request struct{ tries, inflight atomic.Int32 }
 
 // span is a started span.
 type span struct {
@@ -95,13 +96,23 @@ func (g *GatewayTracer) StartDelivery(ctx context.Context, r *http.Request, rout
 // StartTry starts the span of one try to endpoint, a child of the
 // request's span in ctx.
 func (g *GatewayTracer) StartTry(ctx context.Context, endpoint string) (context.Context, func(status int, outcome string, err error)) {
-	attempt := 1
-	if req, ok := ctx.Value(requestKey{}).(*request); ok {
+	attempt, hedged := 1, false
+	req, _ := ctx.Value(requestKey{}).(*request)
+	if req != nil {
 		attempt = int(req.tries.Add(1))
+		hedged = req.inflight.Add(1) > 1
 	}
 	ctx, sp := g.p.tracer.Start(ctx, "try "+endpoint, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("bulwark.endpoint", endpoint), attribute.Int("bulwark.attempt", attempt)))
-	return ctx, (&span{span: sp}).end
+		trace.WithAttributes(attribute.String("bulwark.endpoint", endpoint), attribute.Int("bulwark.attempt", attempt),
+			attribute.Bool("bulwark.hedge", hedged)))
+	s := &span{span: sp}
+	if req == nil {
+		return ctx, s.end
+	}
+	return ctx, func(status int, outcome string, err error) {
+		req.inflight.Add(-1)
+		s.end(status, outcome, err)
+	}
 }
 
 // Inject writes ctx's trace context into h as traceparent (and

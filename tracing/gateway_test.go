@@ -370,3 +370,82 @@ func TestDeliveryLinksAcceptedSpan(t *testing.T) {
 		t.Errorf("backend received traceparent %q, want the delivery try's %q", backendTP, want)
 	}
 }
+
+// TestHedgedTrySpan: when the first try is slow, the hedge sent after the
+// hedge delay is a second try span marked bulwark.hedge, and it wins.
+func TestHedgedTrySpan(t *testing.T) {
+	rc := newReceiver(t)
+	var calls atomic.Int32
+	release := make(chan struct{})
+	defer close(release)
+	var urls []string
+	for range 2 {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if calls.Add(1) == 1 { // the first try hangs until cancelled
+				select {
+				case <-r.Context().Done():
+				case <-release:
+				}
+				return
+			}
+			io.WriteString(w, "ok")
+		}))
+		t.Cleanup(s.Close)
+		urls = append(urls, s.URL)
+	}
+	p, err := tracing.Open(t.Context(), tracing.Config{Exporter: tracing.ExporterOTLPHTTP, Endpoint: rc.srv.URL, Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	cfg := proxy.Config{
+		Routes:    []proxy.Route{{Name: "reads", Upstream: "app", Hedge: proxy.Hedge{Delay: "20ms"}}},
+		Upstreams: []proxy.Upstream{{Name: "app", Endpoints: []proxy.Endpoint{{URL: urls[0]}, {URL: urls[1]}}}},
+	}
+	gw, err := proxy.New(cfg, proxy.Options{Tracer: p.Gateway()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	front := httptest.NewServer(gw)
+	t.Cleanup(front.Close)
+	resp, err := http.Get(front.URL + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	var tries []*tracepb.Span
+	deadline := time.Now().Add(10 * time.Second)
+	for len(tries) < 2 && time.Now().Before(deadline) {
+		p.Flush(t.Context())
+		tries = tries[:0]
+		for _, s := range rc.snapshot() {
+			if s.Kind == tracepb.Span_SPAN_KIND_CLIENT {
+				tries = append(tries, s)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(tries) != 2 {
+		t.Fatalf("want 2 try spans, got %d", len(tries))
+	}
+	for _, s := range tries {
+		attempt, _ := attr(s, "bulwark.attempt")
+		hedge := false
+		for _, kv := range s.Attributes {
+			if kv.Key == "bulwark.hedge" {
+				hedge = kv.Value.GetBoolValue()
+			}
+		}
+		outcome, _ := attr(s, "bulwark.outcome")
+		if (attempt == "2") != hedge {
+			t.Errorf("try %s: bulwark.hedge = %v (outcome %s)", attempt, hedge, outcome)
+		}
+		if attempt == "2" && outcome != "ok" {
+			t.Errorf("the hedge's outcome is %q, want ok", outcome)
+		}
+	}
+}

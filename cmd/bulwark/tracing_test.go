@@ -29,7 +29,7 @@ func TestTracingWiring(t *testing.T) {
 	yaml := "routes:\n  - upstream: app\nupstreams:\n  - name: app\n    endpoints: [{url: " + backend.URL + "}]\n"
 	for _, tc := range []struct {
 		name, extra, env string
-		want              bool
+		want             bool
 	}{
 		{"config section", "tracing:\n  exporter: otlp-http\n  endpoint: " + collector.URL + "\n", "", true},
 		{"OTEL environment", "", collector.URL, true},
