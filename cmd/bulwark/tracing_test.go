@@ -1,10 +1,13 @@
 package main
 
 import (
+	"bufio"
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -63,5 +66,49 @@ func TestTracingWiring(t *testing.T) {
 				t.Fatalf("exported = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestProxyTracingFromEnvironment: the one-liner `bulwark proxy` has no
+// config file; OTEL_EXPORTER_OTLP_ENDPOINT alone turns its tracing on.
+func TestProxyTracingFromEnvironment(t *testing.T) {
+	var exports atomic.Int32
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/traces" {
+			exports.Add(1)
+		}
+		io.Copy(io.Discard, r.Body)
+	}))
+	defer collector.Close()
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer backend.Close()
+	t.Setenv("OTEL_TRACES_EXPORTER", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "")
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", collector.URL)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"proxy", "--listen", "127.0.0.1:0", "--to", backend.URL}, pw, io.Discard)
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, pr)
+	addr := strings.TrimSpace(strings.TrimPrefix(line, "bulwark proxy listening on "))
+	resp, err := http.Get("http://" + addr + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel() // shutdown flushes the spans
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if exports.Load() == 0 {
+		t.Fatal("bulwark proxy exported no spans with OTEL_EXPORTER_OTLP_ENDPOINT set")
 	}
 }
