@@ -80,6 +80,7 @@ func dashboardExprs(t *testing.T) []string {
 		Panels []struct {
 			Title   string `json:"title"`
 			Type    string `json:"type"`
+			GridPos struct{ H, W, X, Y int } `json:"gridPos"`
 			Targets []struct {
 				Expr string `json:"expr"`
 			} `json:"targets"`
@@ -92,7 +93,17 @@ func dashboardExprs(t *testing.T) []string {
 		t.Error("the dashboard has no uid: provisioning would duplicate it on every import")
 	}
 	var exprs []string
-	for _, p := range d.Panels {
+	for i, p := range d.Panels {
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v outside Grafana's 24 columns", p.Title, g)
+		}
+		for _, q := range d.Panels[:i] {
+			h := q.GridPos
+			if g.X < h.X+h.W && h.X < g.X+g.W && g.Y < h.Y+h.H && h.Y < g.Y+g.H {
+				t.Errorf("panels %q and %q overlap", q.Title, p.Title)
+			}
+		}
 		if p.Type == "row" {
 			continue
 		}
