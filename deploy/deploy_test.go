@@ -78,8 +78,8 @@ func dashboardExprs(t *testing.T) []string {
 	var d struct {
 		UID    string `json:"uid"`
 		Panels []struct {
-			Title   string `json:"title"`
-			Type    string `json:"type"`
+			Title   string                   `json:"title"`
+			Type    string                   `json:"type"`
 			GridPos struct{ H, W, X, Y int } `json:"gridPos"`
 			Targets []struct {
 				Expr string `json:"expr"`
