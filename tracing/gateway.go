@@ -19,7 +19,9 @@ import (
 //     client's traceparent; attributes: method, path, route, status, tries;
 //   - a child per try, "try ENDPOINT" (kind client), whose traceparent the
 //     endpoint receives; attributes: bulwark.endpoint, bulwark.attempt,
-//     bulwark.hedge (started while another try was in flight), bulwark.outcome (ok, connect_error, reset, timeout, status, digest,
+//     bulwark.hedge (started while another try was in flight),
+//     bulwark.retry and bulwark.retry_reason (a retry after a try that
+//     failed with that outcome), bulwark.outcome (ok, connect_error, reset, timeout, status, digest,
 //     other), the status; a failed try has status Error with the error;
 //   - a delivery span per delivery attempt of an async message (kind
 //     consumer), in its own trace, linked to the span of the request that
@@ -34,7 +36,10 @@ type requestKey struct{}
 
 // request counts a request's tries, hedged ones included, and those in
 // flight: a try that starts while another is in flight is a hedge.
-type request struct{ tries, inflight atomic.Int32 }
+type request struct {
+	tries, inflight atomic.Int32
+	last            atomic.Pointer[string] // the outcome of the last try that ended
+}
 
 // span is a started span.
 type span struct {
@@ -102,17 +107,32 @@ func (g *GatewayTracer) StartTry(ctx context.Context, endpoint string) (context.
 		attempt = int(req.tries.Add(1))
 		hedged = req.inflight.Add(1) > 1
 	}
-	ctx, sp := g.p.tracer.Start(ctx, "try "+endpoint, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(attribute.String("bulwark.endpoint", endpoint), attribute.Int("bulwark.attempt", attempt),
-			attribute.Bool("bulwark.hedge", hedged)))
+	attrs := []attribute.KeyValue{attribute.String("bulwark.endpoint", endpoint), attribute.Int("bulwark.attempt", attempt),
+		attribute.Bool("bulwark.hedge", hedged)}
+	if last := req.lastOutcome(); attempt > 1 && !hedged && last != "" {
+		// A retry: the previous try failed with last.
+		attrs = append(attrs, attribute.Bool("bulwark.retry", true), attribute.String("bulwark.retry_reason", last))
+	}
+	ctx, sp := g.p.tracer.Start(ctx, "try "+endpoint, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
 	s := &span{span: sp}
 	if req == nil {
 		return ctx, s.end
 	}
 	return ctx, func(status int, outcome string, err error) {
+		req.last.Store(&outcome)
 		req.inflight.Add(-1)
 		s.end(status, outcome, err)
 	}
+}
+
+func (r *request) lastOutcome() string {
+	if r == nil {
+		return ""
+	}
+	if p := r.last.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Inject writes ctx's trace context into h as traceparent (and

@@ -243,6 +243,12 @@ func TestGatewaySpanTree(t *testing.T) {
 	if !slices.ContainsFunc(failed.Events, func(e *tracepb.Span_Event) bool { return e.Name == "exception" }) {
 		t.Errorf("failed try records no exception event: %v", failed.Events)
 	}
+	if reason, _ := attr(ok, "bulwark.retry_reason"); reason != "status" {
+		t.Errorf("second try's bulwark.retry_reason %q, want status (a retry after the 503)", reason)
+	}
+	if _, marked := attr(failed, "bulwark.retry_reason"); marked {
+		t.Error("the first try is marked as a retry")
+	}
 	if out, _ := attr(ok, "bulwark.outcome"); out != "ok" || ok.Status.GetCode() == tracepb.Status_STATUS_CODE_ERROR {
 		t.Errorf("second try: outcome %q, status %v; want ok", out, ok.Status)
 	}
