@@ -229,8 +229,13 @@ func TestComposeCluster(t *testing.T) {
 			if f.Registry.Bootstrap {
 				bootstraps++
 			}
-			if !strings.HasPrefix(f.Registry.Raft, ips[name]+":") {
-				t.Errorf("%s: raft address %s is not the container's address %s", name, f.Registry.Raft, ips[name])
+			if ips[name] == "" || !strings.HasPrefix(f.Registry.Raft, ips[name]+":") || !strings.HasPrefix(f.Registry.HTTP, ips[name]+":") {
+				t.Errorf("%s: raft %s and http %s must be the container's fixed address %q (peers dial them)", name, f.Registry.Raft, f.Registry.HTTP, ips[name])
+			}
+			for _, p := range f.Registry.Peers {
+				if p.ID == f.Registry.NodeID {
+					t.Errorf("%s lists itself as a peer", name)
+				}
 			}
 			if len(f.Registry.Peers) != 2 {
 				t.Errorf("%s lists %d peers, want the other two", name, len(f.Registry.Peers))
@@ -242,6 +247,17 @@ func TestComposeCluster(t *testing.T) {
 			}
 			if f.Delivery == nil || len(f.Delivery.NATS) == 0 || !strings.Contains(f.Delivery.NATS[0], "nats:") {
 				t.Errorf("%s does not deliver through the NATS service", name)
+			}
+		}
+	}
+	raftOf := map[string]string{}
+	for _, f := range registries {
+		raftOf[f.Registry.NodeID] = f.Registry.Raft
+	}
+	for _, f := range registries {
+		for _, p := range f.Registry.Peers {
+			if raftOf[p.ID] != p.Raft {
+				t.Errorf("node %s lists peer %s at %s; that node's raft address is %q", f.Registry.NodeID, p.ID, p.Raft, raftOf[p.ID])
 			}
 		}
 	}
