@@ -79,3 +79,30 @@ func TestEnvErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEnvOverride: any value in any BULWARK_* variable gives a valid
+// config or an error, never a panic.
+func FuzzEnvOverride(f *testing.F) {
+	f.Add(0, "0.0.0.0:9100")
+	f.Add(8, "5s")
+	f.Add(13, "nats://a:4222,,nats://b:4222")
+	f.Add(23, "a=b,=c,d")
+	f.Add(16, "1s,x")
+	keys := EnvNames()
+	f.Fuzz(func(t *testing.T, i int, v string) {
+		if i < 0 {
+			i = -i
+		}
+		k := keys[i%len(keys)]
+		lookup := func(name string) (string, bool) {
+			if name == k {
+				return v, true
+			}
+			return "", false
+		}
+		file, err := parse("bulwark.yaml", []byte(envBase), lookup)
+		if (file == nil) == (err == nil) {
+			t.Fatalf("%s=%q: file %v, err %v", k, v, file, err)
+		}
+	})
+}
