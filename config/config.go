@@ -36,6 +36,8 @@ type File struct {
 	Discovery Discovery `yaml:"discovery"`
 	// Delivery stores async routes' requests.
 	Delivery *Delivery `yaml:"delivery"`
+	// Tracing exports OpenTelemetry traces; off by default.
+	Tracing Tracing `yaml:"tracing"`
 }
 
 // Admin is the admin listener.
@@ -63,19 +65,22 @@ func (e *Error) Error() string {
 // read but is not a valid config.
 var ErrInvalid = errors.New("invalid config")
 
-// Load reads and validates the config file at path.
+// Load reads the config file at path, applies the BULWARK_* environment
+// overrides (see env.go) and validates the result.
 func Load(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	return Parse(path, b)
+	return parse(path, b, osLookup)
 }
 
 // Parse parses and validates a config file's content; name is used in
 // error messages. The returned error joins one *Error per problem and
-// wraps ErrInvalid.
-func Parse(name string, data []byte) (*File, error) {
+// wraps ErrInvalid. The environment is not read.
+func Parse(name string, data []byte) (*File, error) { return parse(name, data, nil) }
+
+func parse(name string, data []byte, lookup func(string) (string, bool)) (*File, error) {
 	var f File
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -91,6 +96,11 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, wrap(errs)
 	}
 	var errs []error
+	if lookup != nil {
+		if errs = applyEnv(name, &f, lookup); len(errs) > 0 {
+			return nil, wrap(errs)
+		}
+	}
 	if err := f.Validate(); err != nil {
 		for _, e := range unjoin(err) {
 			var fe *proxy.FieldError

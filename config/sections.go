@@ -86,7 +86,37 @@ type Delivery struct {
 	TLS pki.Files `yaml:"tls"`
 }
 
+// Tracing exports OpenTelemetry traces over OTLP (package tracing). The
+// standard OTEL_* environment variables apply where a field is empty; with
+// neither, tracing is off and costs nothing.
+type Tracing struct {
+	// Exporter is "otlp-http", "otlp-grpc", "none", or empty: on only if
+	// OTEL_TRACES_EXPORTER=otlp or OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT is set.
+	Exporter string `yaml:"exporter"`
+	// Endpoint is the collector, a URL (http://collector:4318) or
+	// host:port; default from OTEL_EXPORTER_OTLP_ENDPOINT, else
+	// localhost:4318 (HTTP) or localhost:4317 (gRPC).
+	Endpoint string `yaml:"endpoint"`
+	// Insecure sends to a host:port endpoint without TLS.
+	Insecure bool `yaml:"insecure"`
+	// Headers are sent with every export (an API key).
+	Headers map[string]string `yaml:"headers"`
+	// SampleRatio is the fraction of new traces kept (a client's sampled
+	// trace is always continued); default OTEL_TRACES_SAMPLER, else 1.
+	SampleRatio float64 `yaml:"sample_ratio"`
+	// ServiceName is service.name; default OTEL_SERVICE_NAME, else bulwark.
+	ServiceName string `yaml:"service_name"`
+}
+
 func (f *File) validateSections(add func(path, format string, args ...any)) {
+	switch f.Tracing.Exporter {
+	case "", "none", "otlp-http", "otlp-grpc":
+	default:
+		add("tracing.exporter", "unknown %q: use otlp-http, otlp-grpc or none", f.Tracing.Exporter)
+	}
+	if r := f.Tracing.SampleRatio; r < 0 || r > 1 {
+		add("tracing.sample_ratio", "%v: use a fraction between 0 and 1", r)
+	}
 	if r := f.Registry; r != nil {
 		if r.DataDir == "" {
 			add("registry.data_dir", "missing: the registry needs a directory for its Raft log")

@@ -61,6 +61,9 @@ func (g *Gateway) acceptCode(w http.ResponseWriter, r *http.Request, rt *route) 
 	h := r.Header.Clone()
 	removeHopHeaders(h, true)
 	addForwarded(h, r)
+	if tr := g.opts.Tracer; tr != nil {
+		tr.Inject(r.Context(), h) // the delivery's span links to this request's
+	}
 	m := &bulwark.Message{
 		Route: rt.name, Upstream: rt.cfg.Upstream, Method: r.Method, Path: r.URL.RequestURI(),
 		Header: h, Body: body, IdempotencyKey: r.Header.Get("Idempotency-Key"), Accepted: time.Now(),

@@ -60,6 +60,14 @@ func (t *try) discard() {
 	t.finish()
 }
 
+// status is the endpoint's answer, 0 if none.
+func (t *try) status() int {
+	if t.resp == nil {
+		return 0
+	}
+	return t.resp.StatusCode
+}
+
 func (t *try) finish() {
 	if t.timer != nil {
 		t.timer.Stop()
@@ -88,7 +96,15 @@ func (rt *route) send(ctx context.Context, r *http.Request, body []byte, ep *bal
 		// the digest check; a streamed body is bounded only by the total.
 		t.timer = time.AfterFunc(rt.perTry, cancel)
 	}
+	if tr := rt.gw.opts.Tracer; tr != nil {
+		var end func(int, string, error)
+		tctx, end = tr.StartTry(tctx, ep.ID())
+		defer func() { end(t.status(), t.kind.String(), t.err) }()
+	}
 	out := rt.outgoing(tctx, r, m.url, body)
+	if tr := rt.gw.opts.Tracer; tr != nil {
+		tr.Inject(tctx, out.Header) // the endpoint continues the try's span
+	}
 	resp, err := rt.upstream.roundTripper(rt.gw.transport).RoundTrip(out)
 	if err != nil {
 		t.err, t.kind = err, classifyErr(tctx, ctx, err, rt.perTry)

@@ -59,6 +59,8 @@ type Options struct {
 	// OnEvent is told of ejections, returns and breaker state changes (for
 	// the dashboard's event log). It must not block.
 	OnEvent func(Event)
+	// Tracer makes a span per request and per try; nil is off.
+	Tracer Tracer
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -267,26 +269,36 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, rt := range st.routes {
 		if rt.matches(r) {
-			if rt.cfg.Async {
-				g.accept(w, r, rt)
+			if tr := g.opts.Tracer; tr != nil {
+				g.serveTraced(tr, w, r, rt)
 				return
 			}
-			if _, ok := isUpgrade(r.Header); ok {
-				rt.upgrade(w, r)
-				return
-			}
-			rt.serve(w, r)
+			rt.dispatch(w, r)
 			return
 		}
 	}
 	http.Error(w, "no route matches "+r.Method+" "+r.Host+r.URL.Path, http.StatusNotFound)
 }
 
+// dispatch serves r on its route: accepted for delivery, upgraded, or
+// forwarded.
+func (rt *route) dispatch(w http.ResponseWriter, r *http.Request) {
+	if rt.cfg.Async {
+		rt.gw.accept(w, r, rt)
+		return
+	}
+	if _, ok := isUpgrade(r.Header); ok {
+		rt.upgrade(w, r)
+		return
+	}
+	rt.serve(w, r)
+}
+
 // Forward sends an asynchronous message to its upstream through the same
 // path as live requests (balancing, breakers, retries, digest checks) and
 // returns the status the backend answered. It satisfies delivery's
 // Forwarder interface.
-func (g *Gateway) Forward(ctx context.Context, m *bulwark.Message) (int, error) {
+func (g *Gateway) Forward(ctx context.Context, m *bulwark.Message) (code int, err error) {
 	st := g.state.Load()
 	rt := st.delivery[m.Upstream]
 	if rt == nil {
@@ -296,9 +308,15 @@ func (g *Gateway) Forward(ctx context.Context, m *bulwark.Message) (int, error) 
 	if err != nil {
 		return 0, err
 	}
+	if tr := g.opts.Tracer; tr != nil {
+		var end func(int, string, error)
+		ctx, end = tr.StartDelivery(ctx, r, rt.name)
+		r = r.WithContext(ctx)
+		defer func() { end(code, "", err) }()
+	}
 	sw := &statusWriter{header: http.Header{}}
 	t := rt.forward(ctx, r, m.Body, true)
-	code := rt.respond(sw, r, t)
+	code = rt.respond(sw, r, t)
 	if t.kind != failNone && t.resp == nil {
 		return code, fmt.Errorf("gateway: %s: %w", t.kind, t.err)
 	}

@@ -86,6 +86,14 @@ func (m *metrics) route(name string) *routeMetrics {
 	if rm == nil {
 		rm = &routeMetrics{m: m, name: name, duration: m.duration.WithLabelValues(name)}
 		m.routes[name] = rm
+		// Export the route's retry series at zero from the start, so that
+		// rate() and the alert rules in deploy/ see them before the first
+		// retry (Prometheus' advice for known label values).
+		m.hedges.WithLabelValues(name)
+		m.exhausted.WithLabelValues(name)
+		for k := failConnect; k < failOther; k++ {
+			m.retries.WithLabelValues(name, k.String())
+		}
 	}
 	return rm
 }

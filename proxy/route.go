@@ -197,11 +197,14 @@ func (rt *route) logAccess(r *http.Request, t *try, code int, start time.Time) {
 	if t.ep != nil {
 		ep = t.ep.ID()
 	}
-	rt.gw.logger.LogAttrs(r.Context(), slog.LevelInfo, "access",
-		slog.String("method", r.Method), slog.String("host", r.Host), slog.String("path", r.URL.Path),
+	attrs := []slog.Attr{slog.String("method", r.Method), slog.String("host", r.Host), slog.String("path", r.URL.Path),
 		slog.Int("status", code), slog.Duration("duration", time.Since(start)), slog.String("route", rt.name),
 		slog.String("endpoint", ep), slog.Int("tries", t.tries), slog.String("outcome", t.kind.String()),
-		slog.String("client", clientIP(r).String()))
+		slog.String("client", clientIP(r).String())}
+	if tr := rt.gw.opts.Tracer; tr != nil {
+		attrs = append(attrs, slog.String("trace_id", tr.TraceID(r.Context())))
+	}
+	rt.gw.logger.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 }
 
 // bufferBody reads the request body for replay when it is small enough.

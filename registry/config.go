@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -89,6 +90,9 @@ type Config struct {
 
 	// Logger receives the node's logs (Raft's own at Debug). nil discards.
 	Logger *slog.Logger
+	// Middleware, when set, wraps the HTTP API's handler (cmd/bulwark
+	// traces the API with it).
+	Middleware func(http.Handler) http.Handler
 
 	// newTransport, when set (tests only), replaces raft.NewTCPTransport so
 	// a test can cut the node's Raft traffic.

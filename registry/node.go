@@ -154,7 +154,11 @@ func (n *Node) openStores(w io.Writer) (raft.SnapshotStore, bool, error) {
 // serve starts the node's goroutines: HTTP API, leadership watcher and
 // membership loop.
 func (n *Node) serve(ln net.Listener, notify <-chan bool) {
-	n.httpSrv = &http.Server{Handler: n.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	h := n.Handler()
+	if n.cfg.Middleware != nil {
+		h = n.cfg.Middleware(h)
+	}
+	n.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
 		BaseContext: func(net.Listener) context.Context { return n.ctx }}
 	n.goFunc(func() {
 		if err := n.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -90,16 +89,15 @@ func runDelivery(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: delivery needs replay or dead", errUsage)
 	}
-	fs := flag.NewFlagSet("delivery "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("delivery "+args[0], stderr)
 	admin := fs.String("admin", "127.0.0.1:8081", "the node's admin (or `bulwark up` dashboard) address")
 	var ids multiFlag
 	fs.Var(&ids, "id", "a dead-lettered message id to replay (repeat; default: all that match)")
 	upstream := fs.String("upstream", "", "replay only messages for this upstream")
 	route := fs.String("route", "", "replay only messages from this route")
 	limit := fs.Int("limit", 0, "replay (or list) at most this many")
-	if err := fs.Parse(args[1:]); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
 	}
 	base := *admin
 	if !strings.Contains(base, "://") {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -50,13 +49,12 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 func runChaosProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("chaos proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("chaos proxy", stderr)
 	listen := fs.String("listen", "127.0.0.1:8474", "address of the Toxiproxy-compatible API")
 	cfgPath := fs.String("config", "", "JSON file of proxies to create at start (Toxiproxy's format)")
 	seed := fs.Uint64("seed", 0, "seed for every random choice (0: random, printed so a run can be replayed)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	cfg := chaos.Config{Listen: *listen, Seed: *seed, Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *cfgPath != "" {
@@ -85,11 +83,10 @@ func runChaosProxy(ctx context.Context, args []string, stdout, stderr io.Writer)
 var errHypothesis = errors.New("the steady-state hypothesis did not hold")
 
 func runChaosRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("chaos run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("chaos run", stderr)
 	out := fs.String("out", ".", "directory for the JSON result and the HTML report")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: chaos run takes one experiment file", errUsage)
@@ -144,8 +141,7 @@ func writeFile(path string, fn func(io.Writer) error) error {
 }
 
 func runChaosMonkey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("chaos monkey", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("chaos monkey", stderr)
 	var services, victims multiFlag
 	fs.Var(&services, "service", "an opted-in service (repeat)")
 	fs.Var(&victims, "victim", "SERVICE/ID=PID or SERVICE/ID=URL (a POST kills it); repeat")
@@ -155,8 +151,8 @@ func runChaosMonkey(ctx context.Context, args []string, stdout, stderr io.Writer
 	minHealthy := fs.Int("min-healthy", 1, "never leave a service with fewer healthy instances")
 	dry := fs.Bool("dry-run", false, "log decisions without killing")
 	seed := fs.Uint64("seed", 0, "seed for the schedule and victims (0: random, logged)")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	var source monkey.Victims
 	sv := &monkey.StaticVictims{}

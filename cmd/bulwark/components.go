@@ -15,6 +15,7 @@ import (
 	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/bulwark-go/bulwark/registry"
+	"github.com/bulwark-go/bulwark/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -31,6 +32,7 @@ type components struct {
 	enqueuer    *lateEnqueuer
 	closeFns    []func() error
 	registryURL string
+	tracer      *tracing.Provider
 }
 
 // lateEnqueuer lets the gateway be built before delivery (which needs the
@@ -76,8 +78,14 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 			c.close()
 		}
 	}()
+	if c.tracer, err = openTracing(ctx, f.Tracing, logger); err != nil {
+		return c, err
+	}
+	if c.tracer != nil {
+		c.closeFns = append(c.closeFns, shutdownTracing(c.tracer)) // closed last: flushes every component's spans
+	}
 	if r := f.Registry; r != nil {
-		cfg := registry.Config{NodeID: r.NodeID, HTTPAddr: or(r.HTTP, "127.0.0.1:8500"), RaftAddr: or(r.Raft, "127.0.0.1:8501"),
+		cfg := registry.Config{Middleware: apiMiddleware(c.tracer, "registry"), NodeID: r.NodeID, HTTPAddr: or(r.HTTP, "127.0.0.1:8500"), RaftAddr: or(r.Raft, "127.0.0.1:8501"),
 			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: r.Token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
 			Logger: logger.With("component", "registry")}
 		for _, p := range r.Peers {
@@ -97,6 +105,7 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 			return c, fmt.Errorf("registry: %w", err)
 		}
 		c.closeFns = append(c.closeFns, c.node.Close)
+		c.reg.MustRegister(c.node.Collector())
 		c.registryURL = scheme + c.node.HTTPAddr()
 	}
 	addrs := f.Discovery.Registries
@@ -123,7 +132,7 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		}
 		c.closeFns = append(c.closeFns, func() error { c.client.Close(); return nil })
 	}
-	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg, OnEvent: onEvent}
+	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg, OnEvent: onEvent, Tracer: gatewayTracer(c.tracer)}
 	if c.client != nil {
 		opts.Resolver = c.client
 	}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,8 +26,7 @@ import (
 // child process that `bulwark up` starts three of, and that the end-to-end
 // tests kill and stop.
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("demo", stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
 	id := fs.String("id", "demo", "replica id, sent in the X-Replica header")
 	seed := fs.Uint64("seed", 1, "seed for the fault injection's random choices")
@@ -40,8 +38,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&tlsFiles.Key, "tls-key", "", "the certificate's key (PEM)")
 	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "the CA whose client certificates are accepted (PEM)")
 	signKey := fs.String("sign-key", "", "sign every answer (RFC 9421, Ed25519) with this key (bulwark ca sign-key writes one); its public key is registered as sig-key metadata")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	scheme := "http"
 	var tlsCfg *tls.Config

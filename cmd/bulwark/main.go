@@ -11,8 +11,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/bulwark-go/bulwark"
 )
 
 // errUsage marks errors caused by a wrong command line; they exit with 2.
@@ -47,10 +45,14 @@ Commands:
   delivery    durable delivery tools: delivery replay | delivery dead (via a node's admin API)
   ca          certificates for mTLS between hops: ca init | ca issue NAME
   demo        serve one replica of the demo service (used by up and the tests)
-  version     print the version
+  version     print the version and build information (-v: commit, build flags)
+  completion  print a shell completion script: completion bash | completion zsh
   help        print this message
 
-README.md's status table says which commands work today.
+Run 'bulwark COMMAND --help' for a command's flags and examples. Every flag can
+also be set by an environment variable (BULWARK_CONFIG, BULWARK_<COMMAND>_<FLAG>),
+and 'bulwark run' reads BULWARK_<SECTION>_<KEY> over bulwark.yaml (docs/cli.md).
+Exit codes: 0 success, 1 failure, 2 wrong command line.
 `
 
 // run is the whole program, callable from tests: args excludes the
@@ -60,13 +62,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("%w: no command given", errUsage)
 	}
-	switch cmd, rest := args[0], args[1:]; cmd {
-	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "bulwark", bulwark.Version)
+	cmd, rest := args[0], args[1:]
+	if cmd == "help" && len(rest) > 0 { // bulwark help CMD = bulwark CMD --help
+		cmd, rest = rest[0], append(rest[1:], "--help")
+	}
+	if wantsHelp(rest) {
+		stderr = stdout // asked-for help goes to stdout (bulwark proxy --help | less)
+		if parentHelp(cmd, rest, stdout) {
+			return nil
+		}
+	}
+	err := dispatch(ctx, cmd, rest, stdout, stderr)
+	if errors.Is(err, errHelp) {
 		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, cmd string, rest []string, stdout, stderr io.Writer) error {
+	switch cmd {
+	case "version", "--version", "-version":
+		return runVersion(rest, stdout, stderr)
 	case "help", "--help", "-h", "-help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	case "completion":
+		return runCompletion(rest, stdout, stderr)
 	case "proxy":
 		return runProxy(ctx, rest, stdout, stderr)
 	case "demo":

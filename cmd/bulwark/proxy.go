@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/proxy"
 )
 
@@ -24,8 +24,7 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 // one (P2C-EWMA, outlier ejection, retries elsewhere within a budget,
 // per-try timeouts, breakers, Content-Digest checks).
 func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("proxy", stderr)
 	listen := fs.String("listen", ":8080", "address to accept clients on")
 	var to multiFlag
 	fs.Var(&to, "to", "an upstream endpoint URL (repeat for each replica)")
@@ -34,8 +33,8 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	perTry := fs.Duration("per-try-timeout", 0, "time limit of one try (default 5s)")
 	hedge := fs.String("hedge", "", `hedge delay: "off" (default), a duration such as 50ms, or a quantile such as p95`)
 	verbose := fs.Bool("v", false, "log each reload, ejection and failed try")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if len(to) == 0 {
 		return fmt.Errorf("%w: proxy needs at least one --to URL", errUsage)
@@ -53,7 +52,14 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	gw, err := proxy.New(cfg, proxy.Options{Logger: logger})
+	tp, err := openTracing(ctx, config.Tracing{}, logger) // OTEL_* variables turn it on
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		defer shutdownTracing(tp)()
+	}
+	gw, err := proxy.New(cfg, proxy.Options{Logger: logger, Tracer: gatewayTracer(tp)})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,11 +20,10 @@ import (
 
 // runValidate checks a config file and prints every problem with its line.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("validate", stderr)
 	path := fs.String("c", "bulwark.yaml", "config file")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	if _, err := config.Load(*path); err != nil {
 		return err
@@ -38,14 +36,13 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // and when the file changes; an invalid new version is refused with its
 // errors and the running config keeps serving.
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run", stderr)
 	path := fs.String("c", "bulwark.yaml", "config file")
 	watch := fs.Duration("watch", time.Second, "how often to check the config file for changes (0 disables; SIGHUP always reloads)")
 	drain := fs.Duration("drain", 10*time.Second, "how long in-flight requests may take to finish at shutdown")
 	verbose := fs.Bool("v", false, "debug logging")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	level := slog.LevelInfo
 	if *verbose {

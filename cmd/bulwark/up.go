@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -31,8 +30,7 @@ type upState struct {
 // gateway, delivery on an embedded JetStream, the dashboard, three demo
 // replicas as child processes, and a gentle traffic generator.
 func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("up", stderr)
 	cache, _ := os.UserCacheDir()
 	dir := fs.String("dir", filepath.Join(cache, "bulwark"), "data directory (reused by the next up)")
 	listen := fs.String("listen", "127.0.0.1:8080", "gateway address")
@@ -42,8 +40,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	rate := fs.Float64("rate", 50, "traffic generator requests per second")
 	cfgPath := fs.String("config", "", "run this config file (with the dashboard) instead of the demo system")
 	verbose := fs.Bool("v", false, "debug logging")
-	if err := fs.Parse(args); err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
 	level := slog.LevelWarn
 	if *verbose {
