@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -42,12 +41,11 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "init":
-		fs := flag.NewFlagSet("ca init", flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := newFlagSet("ca init", stderr)
 		dir := fs.String("dir", defaultPKIDir, "directory for the CA's files")
 		name := fs.String("name", "Bulwark CA", "the CA's common name")
-		if err := fs.Parse(args[1:]); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
 		}
 		ca, err := pki.Init(*dir, *name)
 		if err != nil {
@@ -56,20 +54,23 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "CA %q created in %s (valid until %s)\n", ca.Cert.Subject.CommonName, *dir, ca.Cert.NotAfter.Format("2006-01-02"))
 		return nil
 	case "issue":
+		if len(args) == 2 && wantsHelp(args[1:]) {
+			printHelp(stdout, newFlagSet("ca issue", stdout))
+			return nil
+		}
 		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
 			fmt.Fprint(stderr, caUsage)
 			return fmt.Errorf("%w: ca issue needs a NAME first", errUsage)
 		}
 		name := args[1]
-		fs := flag.NewFlagSet("ca issue", flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := newFlagSet("ca issue", stderr)
 		dir := fs.String("dir", defaultPKIDir, "directory of the CA (and where the certificate goes)")
 		var dns, ips multiFlag
 		fs.Var(&dns, "dns", "a DNS name the certificate is valid for (repeatable)")
 		fs.Var(&ips, "ip", "an IP address the certificate is valid for (repeatable)")
 		days := fs.Int("days", 365, "lifetime in days (capped at the CA's)")
-		if err := fs.Parse(args[2:]); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+		if err := parseFlags(fs, args[2:]); err != nil {
+			return err
 		}
 		req := pki.Request{Name: name, DNS: dns}
 		for _, s := range ips {
@@ -94,15 +95,18 @@ func runCA(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "issued %s: %s and %s (valid until %s)\n", name, pki.CertFile(*dir, name), pki.KeyFile(*dir, name), pair.Leaf.NotAfter.Format("2006-01-02"))
 		return nil
 	case "sign-key":
+		if len(args) == 2 && wantsHelp(args[1:]) {
+			printHelp(stdout, newFlagSet("ca sign-key", stdout))
+			return nil
+		}
 		if len(args) < 2 || strings.HasPrefix(args[1], "-") {
 			fmt.Fprint(stderr, caUsage)
 			return fmt.Errorf("%w: ca sign-key needs a NAME first", errUsage)
 		}
-		fs := flag.NewFlagSet("ca sign-key", flag.ContinueOnError)
-		fs.SetOutput(stderr)
+		fs := newFlagSet("ca sign-key", stderr)
 		dir := fs.String("dir", defaultPKIDir, "directory for the key")
-		if err := fs.Parse(args[2:]); err != nil {
-			return fmt.Errorf("%w: %v", errUsage, err)
+		if err := parseFlags(fs, args[2:]); err != nil {
+			return err
 		}
 		pub, err := pki.NewSigningKey(*dir, args[1])
 		if err != nil {

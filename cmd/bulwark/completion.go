@@ -11,8 +11,8 @@ import (
 
 // commands and their subcommands, for help and completion.
 var (
-	commandNames = []string{"up", "proxy", "run", "validate", "chaos", "delivery", "demo", "version", "completion", "help"}
-	subcommands  = map[string][]string{"chaos": {"proxy", "run", "monkey"}, "delivery": {"replay", "dead"}, "completion": {"bash", "zsh"}}
+	commandNames = []string{"up", "proxy", "run", "validate", "chaos", "delivery", "ca", "demo", "version", "completion", "help"}
+	subcommands  = map[string][]string{"chaos": {"proxy", "run", "monkey"}, "delivery": {"replay", "dead"}, "ca": {"init", "issue", "sign-key"}, "completion": {"bash", "zsh"}}
 )
 
 // parentHelp prints the help of a command that only groups subcommands
