@@ -29,7 +29,7 @@ type Supervisor struct {
 	// Loop-only state.
 	base     context.Context // children's parent context: never cancelled by the caller
 	notify   chan struct{}   // a child returned (coalesced)
-	restarts []time.Time   // restart decisions within Period (intensity)
+	restarts []time.Time     // restart decisions within Period (intensity)
 }
 
 // child is one Spec and its live state.
