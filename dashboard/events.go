@@ -8,12 +8,13 @@ import (
 // Event kinds the components and the dashboard itself use. Kind is free
 // text; these are the ones the page gives a colour.
 const (
-	KindEjection = "ejection" // outlier detection took an endpoint out or let it back
-	KindBreaker  = "breaker"  // a breaker changed state
-	KindLeader   = "leader"   // the registry elected a leader or lost one
-	KindChaos    = "chaos"    // a chaos action (from the page or elsewhere)
-	KindTraffic  = "traffic"  // the traffic generator was turned on or off
-	KindInfo     = "info"     // anything else
+	KindEjection  = "ejection"  // outlier detection took an endpoint out or let it back
+	KindBreaker   = "breaker"   // a breaker changed state
+	KindLeader    = "leader"    // the registry elected a leader or lost one
+	KindChaos     = "chaos"     // a chaos action (from the page or elsewhere)
+	KindTraffic   = "traffic"   // the traffic generator was turned on or off
+	KindSupervise = "supervise" // a supervisor started, restarted, stopped or gave up on a child
+	KindInfo      = "info"      // anything else
 )
 
 // Event is one entry of the event log.

@@ -91,8 +91,9 @@ type Spec struct {
 }
 
 // Config configures a Supervisor. The zero value works: one-for-one, at
-// most 5 restarts in 10s, backoff 10ms doubling to 5s with 20% jitter, 5s
-// shutdown per child, no observer.
+// most 5 restarts in 10s, backoff 10ms doubling to 5s (and back to 10ms
+// after 5s of healthy running) with 20% jitter, 5s shutdown per child, no
+// observer.
 type Config struct {
 	// Name names the supervisor in events and in Tree. Default
 	// "supervisor".
@@ -111,6 +112,10 @@ type Config struct {
 	// default 5s.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
+	// BackoffReset is how long a child must run before its next failure
+	// starts again from the first delay, as a healthy child's would.
+	// Default MaxBackoff.
+	BackoffReset time.Duration
 	// Jitter spreads each delay uniformly by ±Jitter of itself, so
 	// siblings failing together do not restart in lockstep. Default 0.2;
 	// negative disables; at most 1.
@@ -170,6 +175,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBackoff == 0 {
 		c.MaxBackoff = 5 * time.Second
+	}
+	if c.BackoffReset <= 0 {
+		c.BackoffReset = c.MaxBackoff
 	}
 	if c.Jitter == 0 {
 		c.Jitter = 0.2

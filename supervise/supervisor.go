@@ -47,6 +47,7 @@ type child struct {
 
 // run is one execution of a child's Serve.
 type run struct {
+	began  time.Time
 	cancel context.CancelFunc
 	done   chan struct{}
 	err    error // set before done is closed
@@ -327,7 +328,7 @@ func (s *Supervisor) restartDue() {
 // start runs c's Serve in a new goroutine.
 func (s *Supervisor) start(c *child) {
 	cctx, cancel := context.WithCancel(s.base)
-	r := &run{cancel: cancel, done: make(chan struct{})}
+	r := &run{began: time.Now(), cancel: cancel, done: make(chan struct{})}
 	notify := s.notify
 	s.mu.Lock()
 	c.run = r
@@ -377,6 +378,9 @@ func (s *Supervisor) reap() error {
 		s.mu.Lock()
 		c.run = nil
 		s.mu.Unlock()
+		if time.Since(r.began) >= s.cfg.BackoffReset {
+			c.recent = nil // it ran long enough to count as healthy: back to the first delay
+		}
 		if err := s.exited(c, r.err); err != nil {
 			return err
 		}

@@ -622,3 +622,34 @@ func TestNoLeakRealTime(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBackoffReset: a child that ran for BackoffReset before failing
+// starts again from the first delay.
+func TestBackoffReset(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorker("w", nil, nil)
+		s := New(Config{Backoff: 10 * time.Millisecond, BackoffReset: time.Second, Jitter: -1, MaxRestarts: 100, Period: time.Hour},
+			Spec{Name: "w", Service: w})
+		stop, _ := serve(s)
+		synctest.Wait()
+		delay := func(ranFor time.Duration) time.Duration {
+			time.Sleep(ranFor)
+			n := w.Starts()
+			failed := time.Now()
+			w.do <- fail
+			for w.Starts() == n {
+				time.Sleep(time.Millisecond)
+				synctest.Wait()
+			}
+			return time.Since(failed)
+		}
+		got := []time.Duration{delay(0), delay(0), delay(0), delay(time.Second), delay(0)}
+		want := []time.Duration{10, 20, 40, 10, 20}
+		for i := range want {
+			if got[i] != want[i]*time.Millisecond {
+				t.Fatalf("delays %v, want %v ms", got, want)
+			}
+		}
+		stop()
+	})
+}

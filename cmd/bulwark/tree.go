@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/bulwark-go/bulwark/dashboard"
+	"github.com/bulwark-go/bulwark/supervise"
+)
+
+// Each process of Bulwark runs its long-lived loops under one supervision
+// tree (package supervise), built here: a panic in one is recovered,
+// logged, shown in the dashboard's events and restarted, instead of
+// killing the process. docs/architecture.md draws the tree of each
+// command.
+
+// treeObserver logs supervision events and adds them to the dashboard's
+// event log.
+func treeObserver(logger *slog.Logger, events *dashboard.EventLog) func(supervise.Event) {
+	logEvent := supervise.LogObserver(logger)
+	return func(e supervise.Event) {
+		logEvent(e)
+		events.Add(dashboard.KindSupervise, e.String())
+	}
+}
+
+// dashboardTree converts a supervision tree for the dashboard (which does
+// not import supervise: siblings meet in cmd).
+func dashboardTree(n supervise.Node) *dashboard.TreeNode {
+	out := &dashboard.TreeNode{Name: n.Name, Supervisor: n.Supervisor, Strategy: n.Strategy, Restart: n.Restart,
+		State: string(n.State), Restarts: n.Restarts, LastFailure: n.LastFailure}
+	if !n.LastFailureAt.IsZero() {
+		out.LastFailureAt = n.LastFailureAt
+	}
+	for _, c := range n.Children {
+		out.Children = append(out.Children, *dashboardTree(c))
+	}
+	return out
+}
+
+// testPanicEnv names the test-only fault hook: BULWARK_TEST_PANIC=NAME
+// (or NAME@DELAY, default 2s) makes the component NAME panic once, DELAY
+// after the process started, so the end-to-end tests can watch its
+// supervisor restart it. It is read only from the environment and is no
+// part of any API or flag.
+const testPanicEnv = "BULWARK_TEST_PANIC"
+
+// panicHook is the parsed BULWARK_TEST_PANIC; nil when unset.
+type panicHook struct {
+	name  string
+	after time.Time
+	fired atomic.Bool
+}
+
+func panicHookFromEnv() *panicHook {
+	v := os.Getenv(testPanicEnv)
+	if v == "" {
+		return nil
+	}
+	name, delay, _ := strings.Cut(v, "@")
+	d, err := time.ParseDuration(delay)
+	if err != nil {
+		d = 2 * time.Second
+	}
+	return &panicHook{name: name, after: time.Now().Add(d)}
+}
+
+// maybe panics, once, if the hook names component and its time has come.
+func (h *panicHook) maybe(component string) {
+	if h == nil || h.name != component || time.Now().Before(h.after) || !h.fired.CompareAndSwap(false, true) {
+		return
+	}
+	panic(fmt.Sprintf("%s=%s: test-only panic", testPanicEnv, component))
+}
+
+// httpService serves handler on addr as a supervised child. The first
+// listener is opened by the caller (so the address is known and errors
+// are reported at once); after a failure the restart listens again on
+// the same address.
+type httpService struct {
+	ln      net.Listener
+	addr    string
+	handler http.Handler
+}
+
+func (h *httpService) Serve(ctx context.Context) error {
+	ln := h.ln
+	h.ln = nil
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", h.addr); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{Handler: h.handler, ReadHeaderTimeout: 5 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err := srv.Shutdown(sctx)
+	<-errc
+	if errors.Is(err, context.DeadlineExceeded) {
+		srv.Close()
+	}
+	return nil
+}
+
+// untilDone is a Service for a component that runs on its own
+// goroutines (opened before the tree starts): it holds the component's
+// place in the shutdown order and closes it when the tree stops.
+func untilDone(close func(ctx context.Context) error) supervise.Service {
+	return supervise.ServiceFunc(func(ctx context.Context) error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := close(sctx); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
+	})
+}
+
+// serveTree runs root in the background and returns a function that
+// stops it and waits.
+func serveTree(root *supervise.Supervisor, failed func(error)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := root.Serve(ctx); err != nil {
+			failed(err)
+		}
+	}()
+	return func() { cancel(); <-done }
+}
