@@ -121,10 +121,10 @@ func (h *httpService) Serve(ctx context.Context) error {
 // untilDone is a Service for a component that runs on its own
 // goroutines (opened before the tree starts): it holds the component's
 // place in the shutdown order and closes it when the tree stops.
-func untilDone(close func(ctx context.Context) error) supervise.Service {
+func untilDone(close func(ctx context.Context) error, timeout time.Duration) supervise.Service {
 	return supervise.ServiceFunc(func(ctx context.Context) error {
 		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		if err := close(sctx); err != nil && !errors.Is(err, context.Canceled) {
 			return err
