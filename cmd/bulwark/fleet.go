@@ -73,6 +73,42 @@ func newFleet(exe, registry, service string, logger io.Writer) *fleet {
 		replicas: map[string]*replica{}}
 }
 
+// Serve runs the fleet's supervisor. When ctx ends it first sends
+// SIGTERM to every replica at once, so they deregister and exit in
+// parallel, then lets the supervisor stop them in order (each already on
+// its way out): the grace periods overlap instead of adding up.
+func (f *fleet) Serve(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+			f.terminateAll()
+			cancel()
+		case <-sctx.Done():
+		}
+	}()
+	err := f.sup.Serve(sctx)
+	cancel()
+	<-stopped
+	return err
+}
+
+// Tree is the fleet's supervision subtree.
+func (f *fleet) Tree() supervise.Node { return f.sup.Tree() }
+
+func (f *fleet) terminateAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.replicas {
+		if r.run != nil {
+			r.run.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+}
+
 // add declares replica id; it starts when the fleet's supervisor serves.
 func (f *fleet) add(id string, seed int) error {
 	r := &replica{id: id, seed: seed, addr: "127.0.0.1:0"}

@@ -120,7 +120,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.Add(supervise.Spec{Name: "dashboard", Service: d})
 	root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d)}})
 	if fl != nil {
-		root.Add(supervise.Spec{Name: "fleet", Service: fl.sup, Shutdown: 15 * time.Second})
+		root.Add(supervise.Spec{Name: "fleet", Service: fl, Shutdown: 15 * time.Second})
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
