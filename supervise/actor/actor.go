@@ -135,7 +135,7 @@ func (a *Actor[M]) Serve(ctx context.Context) (err error) {
 			err = &supervise.PanicError{Value: v, Stack: debug.Stack()}
 		}
 		if err != nil && cur != nil {
-			cur.fail(fmt.Errorf("%w: %s: %w", ErrCrashed, a.name, err))
+			cur.fail(fmt.Errorf("%w: %w", ErrCrashed, err))
 		}
 	}()
 	done := ctx.Done()
