@@ -58,6 +58,12 @@ type Options struct {
 	// OnEvent is told of ejections, returns and breaker state changes (for
 	// the dashboard's event log). It must not block.
 	OnEvent func(Event)
+	// Run runs one of the gateway's long-lived loops (a pool's registry
+	// watch) until ctx ends, and returns once loop has returned for the
+	// last time. Nil calls loop(ctx) directly. cmd/bulwark passes one that
+	// runs the loop under the process's supervision tree, so a panic in
+	// it is recovered and the loop restarted.
+	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
 }
 
 func (o *Options) logger() *slog.Logger {

@@ -48,6 +48,7 @@ type pool struct {
 	hashKey   func(*http.Request) string
 	logger    *slog.Logger
 	events    func(Event)
+	run       func(ctx context.Context, name string, loop func(ctx context.Context) error)
 	metrics   *poolMetrics
 
 	mu      sync.Mutex // guards static membership and closing
@@ -60,7 +61,7 @@ type pool struct {
 func newPool(u Upstream, opts *Options) (*pool, error) {
 	u = upstreamDefaults(u)
 	p := &pool{name: u.Name, cfg: u, maxVerify: int64(u.MaxVerifyBody), logger: opts.logger(),
-		events: opts.emit, members: map[string]*member{}}
+		events: opts.emit, run: opts.Run, members: map[string]*member{}}
 	p.passive = newPassiveHealth(p, u.Outlier)
 	pol, err := balancePolicy(u.Balance)
 	if err != nil {
@@ -96,7 +97,14 @@ func (p *pool) start(res Resolver) error {
 			return fmt.Errorf("upstream %s: discover: %s needs a registry: configure registry addresses", p.name, p.cfg.Discover)
 		}
 		p.wg.Add(1)
-		go p.follow(ctx, res)
+		go func() {
+			defer p.wg.Done()
+			if p.run == nil {
+				p.follow(ctx, res)
+				return
+			}
+			p.run(ctx, "discovery "+p.name, func(ctx context.Context) error { p.follow(ctx, res); return nil })
+		}()
 	}
 	p.passive.start(ctx, &p.wg)
 	if p.cfg.Health.Path != "" || p.cfg.Health.TCP {
@@ -110,7 +118,6 @@ func (p *pool) start(res Resolver) error {
 
 // follow keeps the pool's membership in step with the registry.
 func (p *pool) follow(ctx context.Context, res Resolver) {
-	defer p.wg.Done()
 	for ctx.Err() == nil {
 		err := res.Watch(ctx, p.cfg.Discover, func(insts []bulwark.Instance) {
 			if err := p.update(insts); err != nil {

@@ -88,6 +88,25 @@ func New(cfg Config, children ...Spec) *Supervisor {
 	return s
 }
 
+// Wrapper is implemented by a Service that runs a *Supervisor with some
+// set-up or tear-down of its own. Its supervisor nests like a direct
+// child: its events reach the parent's observer under its path, and Tree
+// shows its nodes.
+type Wrapper interface {
+	Unwrap() *Supervisor
+}
+
+// nested is the supervisor a child's service is or wraps, or nil.
+func nested(svc Service) *Supervisor {
+	switch v := svc.(type) {
+	case *Supervisor:
+		return v
+	case Wrapper:
+		return v.Unwrap()
+	}
+	return nil
+}
+
 // Name returns the supervisor's name.
 func (s *Supervisor) Name() string { return s.cfg.Name }
 
@@ -106,7 +125,7 @@ func (s *Supervisor) Add(sp Spec) error {
 	if sp.Shutdown < 0 {
 		return fmt.Errorf("supervise: %s/%s: shutdown %v: want 0 (default) or more", s.cfg.Name, sp.Name, sp.Shutdown)
 	}
-	if sub, ok := sp.Service.(*Supervisor); ok {
+	if sub := nested(sp.Service); sub != nil {
 		if sub == s {
 			return fmt.Errorf("supervise: %s cannot supervise itself", s.cfg.Name)
 		}
@@ -138,6 +157,46 @@ func (s *Supervisor) Add(sp Spec) error {
 			return err
 		}
 	}
+}
+
+// Remove stops the named child (waiting up to its shutdown timeout) and
+// removes it from the supervisor, for children added for a while (a
+// loop that belongs to a component which is going away).
+func (s *Supervisor) Remove(ctx context.Context, name string) error {
+	for {
+		s.mu.Lock()
+		if !s.serving {
+			defer s.mu.Unlock()
+			return s.remove(name)
+		}
+		s.mu.Unlock()
+		err := s.doCtx(ctx, func() error {
+			c := s.find(name)
+			if c == nil {
+				return fmt.Errorf("%w: %s/%s", ErrNoChild, s.cfg.Name, name)
+			}
+			if c.run != nil {
+				s.stop(c)
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return s.remove(name)
+		})
+		if !errors.Is(err, ErrNotRunning) {
+			return err
+		}
+	}
+}
+
+// remove deletes the named child from the list; s.mu is held.
+func (s *Supervisor) remove(name string) error {
+	for i, c := range s.children {
+		if c.spec.Name == name {
+			s.children = append(s.children[:i:i], s.children[i+1:]...)
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: %s/%s", ErrNoChild, s.cfg.Name, name)
 }
 
 // StopChild stops the named child and keeps it down (no restart) until

@@ -653,3 +653,65 @@ func TestBackoffReset(t *testing.T) {
 		stop()
 	})
 }
+
+func TestRemove(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		a, b := newWorker("a", nil, nil), newWorker("b", nil, nil)
+		s := New(Config{Observer: rec.observe}, Spec{Name: "a", Service: a}, Spec{Name: "b", Service: b})
+		if err := s.Remove(context.Background(), "b"); err != nil { // not serving: just dropped
+			t.Fatal(err)
+		}
+		if err := s.Add(Spec{Name: "b", Service: b}); err != nil {
+			t.Fatal(err)
+		}
+		stop, _ := serve(s)
+		synctest.Wait()
+		if err := s.Remove(context.Background(), "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Remove(context.Background(), "a"); !errors.Is(err, ErrNoChild) {
+			t.Fatalf("second Remove: %v", err)
+		}
+		tree := s.Tree()
+		if len(tree.Children) != 1 || tree.Children[0].Name != "b" {
+			t.Fatalf("tree after Remove: %+v", tree)
+		}
+		stop()
+		if got := rec.log(EventStopped); !slices.Equal(got, []string{"a:stopped", "b:stopped"}) {
+			t.Fatalf("stopped %v", got)
+		}
+		if a.Starts() != 1 || b.Starts() != 1 {
+			t.Fatalf("starts a=%d b=%d", a.Starts(), b.Starts())
+		}
+	})
+}
+
+// wrapped runs a supervisor with a tear-down of its own.
+type wrapped struct{ s *Supervisor }
+
+func (w wrapped) Serve(ctx context.Context) error { return w.s.Serve(ctx) }
+func (w wrapped) Unwrap() *Supervisor             { return w.s }
+
+// TestWrapper: a supervisor run by a wrapping service nests like a direct
+// child: events with its path, nodes in Tree.
+func TestWrapper(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		rec := &recorder{}
+		sub := New(Config{Name: "sub"}, Spec{Name: "w", Service: newWorker("w", nil, nil)})
+		root := New(Config{Name: "root", Observer: rec.observe}, Spec{Name: "sub", Service: wrapped{sub}})
+		stop, _ := serve(root)
+		synctest.Wait()
+		var paths []string
+		for _, e := range rec.all() {
+			paths = append(paths, e.Supervisor+"/"+e.Child)
+		}
+		if !slices.Contains(paths, "root/sub/w") {
+			t.Fatalf("events %v: want root/sub/w", paths)
+		}
+		if tr := root.Tree(); len(tr.Children[0].Children) != 1 {
+			t.Fatalf("tree %+v", tr)
+		}
+		stop()
+	})
+}

@@ -21,12 +21,6 @@ type Node struct {
 	Children      []Node    `json:"children,omitempty"`
 }
 
-// Treer is implemented by a Service that wraps a subtree (a
-// *Supervisor does): Tree includes its nodes under the child's.
-type Treer interface {
-	Tree() Node
-}
-
 // Tree returns a snapshot of the supervisor and, recursively, its
 // children. Safe to call from any goroutine at any time.
 func (s *Supervisor) Tree() Node {
@@ -36,15 +30,14 @@ func (s *Supervisor) Tree() Node {
 		n.State = StateRunning
 	}
 	kids := make([]Node, 0, len(s.children))
-	subs := make([]Treer, 0, len(s.children))
+	subs := make([]*Supervisor, 0, len(s.children))
 	for _, c := range s.children {
 		k := Node{Name: c.spec.Name, Restart: c.spec.Restart.String(), State: c.state, Restarts: c.restarts, LastFailureAt: c.lastAt}
 		if c.lastErr != nil {
 			k.LastFailure = c.lastErr.Error()
 		}
 		kids = append(kids, k)
-		sub, _ := c.spec.Service.(Treer)
-		subs = append(subs, sub)
+		subs = append(subs, nested(c.spec.Service))
 	}
 	s.mu.Unlock()
 	// Children's own locks are taken after ours is released: no lock order

@@ -62,12 +62,13 @@ func (l *lateEnqueuer) Status(ctx context.Context, id string) (bulwark.DeliveryS
 // startComponents starts what f enables. On error everything started so
 // far is stopped.
 func startComponents(ctx context.Context, f *config.File, logger *slog.Logger) (*components, error) {
-	return startComponentsWith(ctx, f, logger, nil)
+	return startComponentsWith(ctx, f, logger, nil, nil)
 }
 
 // startComponentsWith is startComponents with a listener for gateway
-// events (ejections, breaker changes).
-func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logger, onEvent func(proxy.Event)) (c *components, err error) {
+// events (ejections, breaker changes) and a runner for the gateway's
+// loops (nil: plain goroutines; see loopRunner).
+func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logger, onEvent func(proxy.Event), loops *loopRunner) (c *components, err error) {
 	c = &components{logger: logger, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -102,6 +103,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		c.closeFns = append(c.closeFns, func() error { c.client.Close(); return nil })
 	}
 	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg, OnEvent: onEvent}
+	if loops != nil {
+		opts.Run = loops.run
+	}
 	if c.client != nil {
 		opts.Resolver = c.client
 	}

@@ -96,8 +96,8 @@ func (f *fleet) Serve(ctx context.Context) error {
 	return err
 }
 
-// Tree is the fleet's supervision subtree.
-func (f *fleet) Tree() supervise.Node { return f.sup.Tree() }
+// Unwrap returns the fleet's supervisor, so it nests in the tree.
+func (f *fleet) Unwrap() *supervise.Supervisor { return f.sup }
 
 func (f *fleet) terminateAll() {
 	f.mu.Lock()

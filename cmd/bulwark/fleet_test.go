@@ -72,3 +72,46 @@ func TestFleetCrashLoopGivesUp(t *testing.T) {
 		}
 	}
 }
+
+// TestLoopRunner: a component loop run through loopRunner (the gateway's
+// proxy.Options.Run) that panics is restarted by the tree; when its owner
+// stops it, it is removed from the tree and run returns.
+func TestLoopRunner(t *testing.T) {
+	r := newLoopRunner()
+	ctx, cancel := context.WithCancel(t.Context())
+	tdone := make(chan error, 1)
+	go func() { tdone <- r.sup.Serve(ctx) }()
+	defer func() { cancel(); <-tdone }()
+	starts := make(chan struct{}, 10)
+	loop := func(ctx context.Context) error {
+		starts <- struct{}{}
+		if len(starts) == 1 {
+			panic("first run of the loop")
+		}
+		<-ctx.Done()
+		return nil
+	}
+	owner, stop := context.WithCancel(t.Context())
+	ran := make(chan struct{})
+	go func() { r.run(owner, "discovery demo", loop); close(ran) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for len(starts) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the loop was not restarted after its panic: %+v", r.sup.Tree())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	tree := r.sup.Tree()
+	if len(tree.Children) != 1 || tree.Children[0].Name != "discovery demo" || tree.Children[0].Restarts != 1 {
+		t.Fatalf("tree %+v", tree)
+	}
+	stop()
+	select {
+	case <-ran:
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return after its owner stopped the loop")
+	}
+	if n := len(r.sup.Tree().Children); n != 0 {
+		t.Fatalf("%d children left after the loop's owner stopped it", n)
+	}
+}

@@ -146,3 +146,38 @@ func serveTree(root *supervise.Supervisor, failed func(error)) (stop func()) {
 	}()
 	return func() { cancel(); <-done }
 }
+
+// loopRunner runs components' long-lived loops (proxy.Options.Run: each
+// pool's registry watch) as transient children of one supervisor of the
+// tree, added when the loop begins and removed when its owner stops it.
+type loopRunner struct{ sup *supervise.Supervisor }
+
+func newLoopRunner() *loopRunner {
+	return &loopRunner{sup: supervise.New(supervise.Config{Name: "gateway-loops", MaxRestarts: 10, Period: time.Minute,
+		Backoff: 100 * time.Millisecond})}
+}
+
+// run blocks until ctx ends and loop has returned.
+func (r *loopRunner) run(ctx context.Context, name string, loop func(ctx context.Context) error) {
+	svc := supervise.ServiceFunc(func(cctx context.Context) error {
+		lctx, cancel := context.WithCancel(cctx)
+		defer cancel()
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+		return loop(lctx)
+	})
+	n := name
+	for i := 2; ; i++ {
+		err := r.sup.Add(supervise.Spec{Name: n, Service: svc, Restart: supervise.Transient})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, supervise.ErrDuplicate) {
+			loop(ctx) // cannot be supervised: run it plainly rather than not at all
+			return
+		}
+		n = fmt.Sprintf("%s (%d)", name, i) // a reload's new pool beside the old one
+	}
+	<-ctx.Done()
+	r.sup.Remove(context.Background(), n)
+}
