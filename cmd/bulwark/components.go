@@ -121,6 +121,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		cfg := delivery.Config{DataDir: d.DataDir, URLs: d.NATS, Replicas: d.Replicas, MaxAttempts: d.MaxAttempts,
 			Backoff: d.Backoff, MaxBody: int(d.MaxBody), SyncAlways: d.SyncAlways, MaxBacklog: d.MaxBacklog,
 			Logger: logger.With("component", "delivery"), Registerer: c.reg}
+		if loops != nil {
+			cfg.Run = loops.run
+		}
 		if c.delivery, err = delivery.Open(ctx, cfg, c.gateway); err != nil {
 			return c, fmt.Errorf("delivery: %w", err)
 		}

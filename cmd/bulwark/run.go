@@ -78,7 +78,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	hook := panicHookFromEnv()
 	root := supervise.New(supervise.Config{Name: "bulwark", MaxRestarts: 20, Period: time.Minute,
 		Observer: treeObserver(logger, events)})
-	root.Add(supervise.Spec{Name: "gateway-loops", Service: loops.sup})
+	root.Add(supervise.Spec{Name: "loops", Service: loops.sup})
 	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, *drain), Shutdown: *drain + time.Second})
 	if f.Admin.Address != "" {
 		ln, err := net.Listen("tcp", f.Admin.Address)

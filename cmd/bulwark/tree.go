@@ -153,7 +153,7 @@ func serveTree(root *supervise.Supervisor, failed func(error)) (stop func()) {
 type loopRunner struct{ sup *supervise.Supervisor }
 
 func newLoopRunner() *loopRunner {
-	return &loopRunner{sup: supervise.New(supervise.Config{Name: "gateway-loops", MaxRestarts: 10, Period: time.Minute,
+	return &loopRunner{sup: supervise.New(supervise.Config{Name: "loops", MaxRestarts: 10, Period: time.Minute,
 		Backoff: 100 * time.Millisecond})}
 }
 

@@ -117,7 +117,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	dashURL := "http://" + ln.Addr().String()
 	gw := c.gateway
-	root.Add(supervise.Spec{Name: "gateway-loops", Service: loops.sup})
+	root.Add(supervise.Spec{Name: "loops", Service: loops.sup})
 	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, 5*time.Second), Shutdown: 6 * time.Second})
 	root.Add(supervise.Spec{Name: "dashboard", Service: d})
 	root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d)}})
