@@ -79,6 +79,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		cfg := registry.Config{NodeID: r.NodeID, HTTPAddr: or(r.HTTP, "127.0.0.1:8500"), RaftAddr: or(r.Raft, "127.0.0.1:8501"),
 			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: r.Token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
 			Logger: logger.With("component", "registry")}
+		if loops != nil {
+			cfg.Run = loops.run
+		}
 		for _, p := range r.Peers {
 			cfg.Peers = append(cfg.Peers, registry.Peer{ID: p.ID, RaftAddr: p.Raft, HTTPAddr: p.HTTP})
 		}
