@@ -36,7 +36,10 @@
 // supervisor without an observer of its own reports to its parent's.
 // [Supervisor.Tree] is a snapshot of the whole tree for dashboards, and
 // [Supervisor.StopChild] / [Supervisor.StartChild] are the operator's
-// "keep it down" and "bring it back" controls.
+// "keep it down" and "bring it back" controls. Children may be added
+// while the supervisor runs ([Supervisor.Add]) and removed
+// ([Supervisor.Remove]), for loops whose owner comes and goes; a service
+// that wraps a supervisor ([Wrapper]) nests like the supervisor itself.
 //
 // # Compared with thejerf/suture and Akka
 //
@@ -60,9 +63,17 @@
 //   - Backoff. suture has one supervisor-wide backoff after the threshold;
 //     here each child waits an exponential, jittered delay before each
 //     restart, so a flapping dependency is not hammered.
-//   - Shutdown order. suture stops services concurrently; here children
+//   - Shutdown order. suture cancels all services at once, in no
+//     particular order, under one supervisor-wide timeout; here children
 //     stop in reverse start order, each with its own timeout, so a
-//     component stops before the components it depends on.
+//     component stops before the components it depends on. (A child
+//     that must stop its own workers in parallel does so itself, as
+//     cmd/bulwark's fleet does with its replica processes.)
+//   - Panics. suture can pass them through (PassThroughPanics); here a
+//     panic is always recovered, with its stack kept in the error.
+//   - No package state. suture numbers supervisors from a package-level
+//     counter; here nothing is global, so independent trees share a
+//     process.
 //   - Observability. suture's EventHook gets typed events; here events are
 //     one struct with a Kind, and Tree gives the live state of every node.
 //
@@ -81,8 +92,11 @@
 // # Concurrency
 //
 // Each Supervisor's Serve runs one goroutine that owns the children's
-// state; each child runs in its own goroutine started by it. Add,
-// StopChild, StartChild and Tree may be called from any goroutine. The
+// state; each child runs in its own goroutine started by it. Add, Remove,
+// StopChild, StartChild and Tree may be called from any goroutine — but a
+// child must not StopChild or Remove itself (the supervisor would wait
+// for it to return while it waits for the supervisor, until its shutdown
+// timeout). The
 // Observer is called from the supervisor's goroutine (of the supervisor
 // that emits the event), so it must not block and must not call back into
 // that supervisor's StopChild or StartChild.
