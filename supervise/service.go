@@ -275,8 +275,9 @@ func (e Event) String() string {
 }
 
 // LogObserver returns an Observer that logs each event to l: failures,
-// timeouts and giving up as errors, the rest at info level. A panic's
-// stack goes to the debug level.
+// timeouts and giving up as errors, restarts and exits at info level,
+// routine starts and stops at debug level. A panic's stack goes to the
+// debug level.
 func LogObserver(l *slog.Logger) func(Event) {
 	return func(e Event) {
 		attrs := []any{"supervisor", e.Supervisor, "child", e.Child}
@@ -293,6 +294,8 @@ func LogObserver(l *slog.Logger) func(Event) {
 			if errors.As(e.Err, &p) {
 				l.Debug("supervise: panic stack", "supervisor", e.Supervisor, "child", e.Child, "stack", string(p.Stack))
 			}
+		case EventStarted, EventStopped:
+			l.Debug("supervise: "+string(e.Kind), attrs...) // routine: every start and shutdown
 		default:
 			l.Info("supervise: "+string(e.Kind), attrs...)
 		}
