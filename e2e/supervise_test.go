@@ -193,3 +193,62 @@ func TestUpComponentPanic(t *testing.T) {
 		t.Fatal("bulwark up died")
 	}
 }
+
+// TestUpGatewayLoopPanic: one of the gateway's internal loops (the demo
+// pool's registry watch, supervised through proxy.Options.Run) panics
+// through the test-only hook; the tree restarts it, the gateway keeps
+// serving and the pool keeps following the registry.
+func TestUpGatewayLoopPanic(t *testing.T) {
+	t.Setenv("BULWARK_TEST_PANIC", "discovery demo@3s")
+	up, gw, dash := startUp(t, t.TempDir())
+	l := runLoad(t.Context(), 2, gw+"/read", demo.Body(100), 10*time.Second)
+	waitFor(t, 20*time.Second, func() bool { return hasEvent(dash, "supervise", "bulwark/loops/discovery demo restarted") })
+	if !hasEvent(dash, "supervise", "bulwark/loops/discovery demo failed: panic: BULWARK_TEST_PANIC=discovery demo") {
+		t.Fatalf("no failure event with the panic: %v", eventsOf(dash))
+	}
+	// The restarted watch still follows the registry: a stopped replica
+	// (deregistered) leaves the gateway's pool and joins it again on
+	// restart.
+	post := func(path string) {
+		resp, err := http.Post(dash+path, "application/json", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	inPool := func(id string) bool {
+		resp, err := http.Get(dash + "/api/upstreams")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var ups []struct {
+			Name      string `json:"name"`
+			Endpoints []struct {
+				ID string `json:"id"`
+			} `json:"endpoints"`
+		}
+		json.NewDecoder(resp.Body).Decode(&ups)
+		for _, u := range ups {
+			for _, e := range u.Endpoints {
+				if u.Name == "demo" && e.ID == id {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	post("/api/instances/demo-1/stop")
+	waitFor(t, 10*time.Second, func() bool { return !inPool("demo-1") })
+	post("/api/instances/demo-1/restart")
+	waitFor(t, 20*time.Second, func() bool { return inPool("demo-1") })
+	rs := l.finish()
+	s := summarize(rs)
+	t.Logf("registry watch panicked and was restarted; gateway traffic meanwhile: %v", s)
+	if ok := float64(s.total-s.failed) / float64(s.total); s.total == 0 || ok < 0.999 {
+		t.Fatalf("gateway traffic around the panic: %v%s", s, failures(rs))
+	}
+	if !alive(up.cmd.Process.Pid) {
+		t.Fatal("bulwark up died")
+	}
+}

@@ -73,6 +73,11 @@ func panicHookFromEnv() *panicHook {
 	return &panicHook{name: name, after: time.Now().Add(d)}
 }
 
+// armedFor reports whether the hook names component and has not fired.
+func (h *panicHook) armedFor(component string) bool {
+	return h != nil && h.name == component && !h.fired.Load()
+}
+
 // maybe panics, once, if the hook names component and its time has come.
 func (h *panicHook) maybe(component string) {
 	if h == nil || h.name != component || time.Now().Before(h.after) || !h.fired.CompareAndSwap(false, true) {
@@ -148,25 +153,42 @@ func serveTree(root *supervise.Supervisor, failed func(error)) (stop func()) {
 }
 
 // loopRunner runs components' long-lived loops (proxy.Options.Run: each
-// pool's registry watch) as transient children of one supervisor of the
-// tree, added when the loop begins and removed when its owner stops it.
-type loopRunner struct{ sup *supervise.Supervisor }
+// pool's registry watch, outlier and probe loops; delivery's fetch loops;
+// the registry's lease loop) as transient children of one supervisor of
+// the tree, added when the loop begins and removed when its owner stops
+// it.
+type loopRunner struct {
+	sup  *supervise.Supervisor
+	hook *panicHook // test-only: BULWARK_TEST_PANIC=<loop name>
+}
 
 func newLoopRunner() *loopRunner {
 	return &loopRunner{sup: supervise.New(supervise.Config{Name: "loops", MaxRestarts: 10, Period: time.Minute,
-		Backoff: 100 * time.Millisecond})}
+		Backoff: 100 * time.Millisecond}), hook: panicHookFromEnv()}
 }
 
 // run blocks until ctx ends and loop has returned.
 func (r *loopRunner) run(ctx context.Context, name string, loop func(ctx context.Context) error) {
+	var n string
 	svc := supervise.ServiceFunc(func(cctx context.Context) error {
 		lctx, cancel := context.WithCancel(cctx)
 		defer cancel()
 		stop := context.AfterFunc(ctx, cancel)
 		defer stop()
-		return loop(lctx)
+		if r.hook.armedFor(n) {
+			// The test hook cannot reach inside the component's loop: it
+			// stops the loop when its time comes and panics in the loop's
+			// goroutine, which is what the supervisor sees of a panic.
+			t := time.AfterFunc(time.Until(r.hook.after), cancel)
+			defer t.Stop()
+		}
+		err := loop(lctx)
+		if ctx.Err() == nil && cctx.Err() == nil {
+			r.hook.maybe(n)
+		}
+		return err
 	})
-	n := name
+	n = name
 	for i := 2; ; i++ {
 		err := r.sup.Add(supervise.Spec{Name: n, Service: svc, Restart: supervise.Transient})
 		if err == nil {
