@@ -715,3 +715,38 @@ func TestWrapper(t *testing.T) {
 		stop()
 	})
 }
+
+// TestOneForAllKeepsStoppedSiblingDown: an operator's StopChild holds
+// against a sibling's one-for-all restart, and rest-for-one on the last
+// child restarts only it.
+func TestOneForAllKeepsStoppedSiblingDown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a, b, c := newWorker("a", nil, nil), newWorker("b", nil, nil), newWorker("c", nil, nil)
+		s := New(Config{Strategy: OneForAll}, Spec{Name: "a", Service: a}, Spec{Name: "b", Service: b}, Spec{Name: "c", Service: c})
+		stop, _ := serve(s)
+		synctest.Wait()
+		if err := s.StopChild(context.Background(), "b"); err != nil {
+			t.Fatal(err)
+		}
+		a.do <- fail
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if a.Starts() != 2 || b.Starts() != 1 || c.Starts() != 2 {
+			t.Fatalf("starts a=%d b=%d c=%d, want 2 1 2", a.Starts(), b.Starts(), c.Starts())
+		}
+		stop()
+	})
+	synctest.Test(t, func(t *testing.T) {
+		a, b := newWorker("a", nil, nil), newWorker("b", nil, nil)
+		s := New(Config{Strategy: RestForOne}, Spec{Name: "a", Service: a}, Spec{Name: "b", Service: b})
+		stop, _ := serve(s)
+		synctest.Wait()
+		b.do <- fail
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if a.Starts() != 1 || b.Starts() != 2 {
+			t.Fatalf("starts a=%d b=%d, want 1 2", a.Starts(), b.Starts())
+		}
+		stop()
+	})
+}
