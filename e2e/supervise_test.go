@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -191,6 +192,15 @@ func TestUpComponentPanic(t *testing.T) {
 	}
 	if !alive(up.cmd.Process.Pid) {
 		t.Fatal("bulwark up died")
+	}
+	resp, err = http.Get(dash + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `bulwark_supervise_events_total{child="traffic",event="failed",supervisor="bulwark"} 1`; !strings.Contains(string(metrics), want) {
+		t.Fatalf("/metrics lacks %s", want)
 	}
 }
 

@@ -77,7 +77,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	// The process's supervision tree (docs/architecture.md).
 	hook := panicHookFromEnv()
 	root := supervise.New(supervise.Config{Name: "bulwark", MaxRestarts: 20, Period: time.Minute,
-		Observer: treeObserver(logger, events)})
+		Observer: treeObserver(logger, events, c.reg)})
 	root.Add(supervise.Spec{Name: "loops", Service: loops.sup})
 	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, *drain), Shutdown: *drain + time.Second})
 	if f.Admin.Address != "" {

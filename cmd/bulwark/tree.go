@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulwark-go/bulwark/dashboard"
 	"github.com/bulwark-go/bulwark/supervise"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Each process of Bulwark runs its long-lived loops under one supervision
@@ -22,13 +23,27 @@ import (
 // killing the process. docs/architecture.md draws the tree of each
 // command.
 
-// treeObserver logs supervision events and adds them to the dashboard's
-// event log.
-func treeObserver(logger *slog.Logger, events *dashboard.EventLog) func(supervise.Event) {
+// treeObserver logs supervision events, adds them to the dashboard's
+// event log and counts them in bulwark_supervise_events_total (when reg
+// is set).
+func treeObserver(logger *slog.Logger, events *dashboard.EventLog, reg prometheus.Registerer) func(supervise.Event) {
 	logEvent := supervise.LogObserver(logger)
+	var counter *prometheus.CounterVec
+	if reg != nil {
+		counter = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "supervise", Name: "events_total",
+			Help: "Supervision tree events by supervisor path, child and event (started, failed, restarted, exited, stopped, stop-timeout, gave-up)."},
+			[]string{"supervisor", "child", "event"})
+		if err := reg.Register(counter); err != nil {
+			logger.Warn("supervise metrics not registered", "err", err)
+			counter = nil
+		}
+	}
 	return func(e supervise.Event) {
 		logEvent(e)
 		events.Add(dashboard.KindSupervise, e.String())
+		if counter != nil {
+			counter.WithLabelValues(e.Supervisor, e.Child, string(e.Kind)).Inc()
+		}
 	}
 }
 

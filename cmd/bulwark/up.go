@@ -84,7 +84,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// replicas before the dashboard and the gateway.
 	hook := panicHookFromEnv()
 	root := supervise.New(supervise.Config{Name: "bulwark", MaxRestarts: 20, Period: time.Minute,
-		Observer: treeObserver(logger, events)})
+		Observer: treeObserver(logger, events, c.reg)})
 	var fl *fleet
 	var gen *trafficGen
 	src := &upSource{c: c, tree: root}
