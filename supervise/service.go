@@ -38,6 +38,7 @@ const (
 	Temporary
 )
 
+// String returns the policy's name: permanent, transient or temporary.
 func (r Restart) String() string {
 	switch r {
 	case Permanent:
@@ -65,6 +66,8 @@ const (
 	RestForOne
 )
 
+// String returns the strategy's name: one-for-one, one-for-all or
+// rest-for-one.
 func (s Strategy) String() string {
 	switch s {
 	case OneForOne:
@@ -212,6 +215,7 @@ type PanicError struct {
 	Stack []byte
 }
 
+// Error returns "panic: " and the panic value.
 func (p *PanicError) Error() string { return fmt.Sprintf("panic: %v", p.Value) }
 
 // Unwrap returns the panic value if it is an error.
@@ -256,6 +260,8 @@ type Event struct {
 	Restarting bool
 }
 
+// String describes the event in one line, as the dashboard's event log
+// shows it: "bulwark/fleet/demo-2/process failed: ... (restart in 50ms)".
 func (e Event) String() string {
 	who := e.Supervisor
 	if e.Child != "" {
