@@ -80,6 +80,12 @@ func TestBrowser(t *testing.T) {
 	}
 	t.Logf("page shows %d instances", n)
 
+	// The supervision tree: every node, a crash loop shown as gave-up.
+	if _, err := chromedp.Run(within(5*time.Second), chromedp.Poll[bool](
+		`document.querySelectorAll('#tree li').length === 4 && !!document.querySelector('#tree li[data-node="api-3"][data-state="gave-up"]')`)); err != nil {
+		t.Fatalf("supervision tree not shown: %v", err)
+	}
+
 	p0, err := chromedp.Run(within(5*time.Second), chromedp.Evaluate[int](`+document.getElementById('chart-rps').dataset.points`))
 	if err != nil {
 		t.Fatal(err)

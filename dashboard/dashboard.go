@@ -154,12 +154,20 @@ func (d *Dashboard) Close() error {
 	return nil
 }
 
-// run is the sampler: once per interval it closes a traffic point and
-// refreshes the snapshot, then wakes the streams. A kick (after a chaos
-// action) refreshes the snapshot at once, so the page shows the effect
-// without waiting for the next tick.
+// run is the sampler goroutine of Start.
 func (d *Dashboard) run() {
 	defer d.wg.Done()
+	d.Serve(d.ctx)
+}
+
+// Serve runs the sampler in the calling goroutine until ctx ends or the
+// dashboard is closed, for callers that supervise it (use it instead of
+// Start, not with it). Once per interval it closes a traffic point and
+// refreshes the snapshot, then wakes the streams. A kick (after a chaos
+// action) refreshes the snapshot at once, so the page shows the effect
+// without waiting for the next tick. Serve may be called again after it
+// returns (a supervisor's restart).
+func (d *Dashboard) Serve(ctx context.Context) error {
 	d.refresh()
 	d.broadcast()
 	t := time.NewTicker(d.cfg.Interval)
@@ -167,7 +175,9 @@ func (d *Dashboard) run() {
 	for {
 		select {
 		case <-d.done:
-			return
+			return nil
+		case <-ctx.Done():
+			return nil
 		case now := <-t.C:
 			d.series.sample(now)
 			d.refresh()

@@ -14,6 +14,7 @@ const (
 	KindLeader    = "leader"    // the registry elected a leader or lost one
 	KindChaos     = "chaos"     // a chaos action (from the page or elsewhere)
 	KindTraffic   = "traffic"   // the traffic generator was turned on or off
+	KindSupervise = "supervise" // a supervisor started, restarted, stopped or gave up on a child
 	KindInfo      = "info"      // anything else
 )
 

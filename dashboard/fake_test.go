@@ -39,6 +39,12 @@ func (f *fakeSystem) Snapshot(ctx context.Context) (Snapshot, error) {
 		}},
 		Delivery: &Delivery{Queued: 12, InFlight: 3, Delivered: 9021, DeadLetters: 2, OldestAgeSeconds: 1.5},
 		Traffic:  &TrafficState{Generator: f.traffic, Rate: 50},
+		Supervision: &TreeNode{Name: "bulwark", Supervisor: true, Strategy: "one-for-one", State: "running", Children: []TreeNode{
+			{Name: "gateway", Restart: "permanent", State: "running"},
+			{Name: "fleet", Supervisor: true, Strategy: "one-for-one", State: "running", Children: []TreeNode{
+				{Name: "api-3", Supervisor: true, Restart: "temporary", State: "gave-up", LastFailure: "supervise: too many restarts"},
+			}},
+		}},
 	}, nil
 }
 
@@ -74,6 +80,18 @@ func (f *fakeSystem) Restart(ctx context.Context, id string) error {
 	}
 	in.Health, in.Breaker = HealthUp, "closed"
 	f.record("restart " + id)
+	return nil
+}
+
+func (f *fakeSystem) Stop(ctx context.Context, id string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	in, err := f.find(id)
+	if err != nil {
+		return err
+	}
+	in.Health = HealthDown
+	f.record("stop " + id)
 	return nil
 }
 

@@ -35,6 +35,7 @@ const maxBody = 4 << 10
 //	GET  /api/stream                    Server-Sent Events, one StreamMessage per interval
 //	POST /api/instances/{id}/kill       Controls.Kill
 //	POST /api/instances/{id}/restart    Controls.Restart
+//	POST /api/instances/{id}/stop       Stopper.Stop (keep it down), when Controls implement it
 //	POST /api/instances/{id}/fault      {"fault": "slow"} → Controls.SetFault
 //	POST /api/traffic                   {"on": true} → Controls.SetTraffic
 //
@@ -58,6 +59,13 @@ func (d *Dashboard) Handler() http.Handler {
 	}))
 	mux.HandleFunc("POST /api/instances/{id}/restart", d.control(func(ctx context.Context, c Controls, id string, _ *http.Request) (string, error) {
 		return "restarted " + id, c.Restart(ctx, id)
+	}))
+	mux.HandleFunc("POST /api/instances/{id}/stop", d.control(func(ctx context.Context, c Controls, id string, _ *http.Request) (string, error) {
+		s, ok := c.(Stopper)
+		if !ok {
+			return "", fmt.Errorf("stop: %w", errors.ErrUnsupported)
+		}
+		return "stopped " + id, s.Stop(ctx, id)
 	}))
 	mux.HandleFunc("POST /api/instances/{id}/fault", d.control(d.setFault))
 	mux.HandleFunc("POST /api/traffic", d.control(d.setTraffic))

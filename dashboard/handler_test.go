@@ -149,6 +149,8 @@ func TestControlEndpoints(t *testing.T) {
 		{"kill", "POST", "/api/instances/api-2/kill", "", nil, 200, "kill api-2"},
 		{"kill unknown", "POST", "/api/instances/nope/kill", "", nil, 404, ""},
 		{"restart", "POST", "/api/instances/api-2/restart", "", nil, 200, "restart api-2"},
+		{"stop", "POST", "/api/instances/api-2/stop", "", nil, 200, "stop api-2"},
+		{"stop unknown", "POST", "/api/instances/nope/stop", "", nil, 404, ""},
 		{"fault slow", "POST", "/api/instances/api-1/fault", `{"fault":"slow"}`, nil, 200, "fault api-1 slow"},
 		{"fault ok", "POST", "/api/instances/api-1/fault", `{"fault":"ok"}`, nil, 200, "fault api-1 ok"},
 		{"fault unknown id", "POST", "/api/instances/nope/fault", `{"fault":"corrupt"}`, nil, 404, ""},
@@ -416,5 +418,44 @@ func TestServeOverNetwork(t *testing.T) {
 	}
 	if withPoints < 2 {
 		t.Fatalf("stream ended after %d events with points: %v", withPoints, sc.Err())
+	}
+}
+
+// TestStopUnsupported: Controls without Stop answer 501 to the stop
+// endpoint.
+func TestStopUnsupported(t *testing.T) {
+	fs := newFakeSystem()
+	d := newTestDashboard(t, Config{Source: fs, Controls: struct{ Controls }{fs}})
+	if rec := do(t, d.Handler(), "POST", "/api/instances/api-1/stop", ""); rec.Code != http.StatusNotImplemented {
+		t.Fatalf("stop without a Stopper = %d %s, want 501", rec.Code, rec.Body)
+	}
+}
+
+// TestServe: the sampler runs in the caller's goroutine until its context
+// ends, and a snapshot's supervision tree reaches /api/snapshot.
+func TestServe(t *testing.T) {
+	src := SourceFunc(func(ctx context.Context) (Snapshot, error) {
+		return Snapshot{Supervision: &TreeNode{Name: "root", Supervisor: true, State: "running",
+			Children: []TreeNode{{Name: "w", State: "backoff", Restarts: 2, LastFailure: "boom"}}}}, nil
+	})
+	d := newTestDashboard(t, Config{Source: src, Interval: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- d.Serve(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for d.latest.Load() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the sampler did not take a snapshot")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	rec := do(t, d.Handler(), "GET", "/api/snapshot", "")
+	var snap Snapshot
+	if err := json.Unmarshal(rec.Body.Bytes(), &snap); err != nil || snap.Supervision == nil || snap.Supervision.Children[0].LastFailure != "boom" {
+		t.Fatalf("snapshot %s: %v", rec.Body, err)
 	}
 }

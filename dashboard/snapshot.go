@@ -34,6 +34,29 @@ type Snapshot struct {
 	Delivery *Delivery `json:"delivery,omitempty"`
 	// Traffic is the demo traffic generator's state, when there is one.
 	Traffic *TrafficState `json:"traffic,omitempty"`
+	// Supervision is the process's supervision tree, when it has one.
+	Supervision *TreeNode `json:"supervision,omitempty"`
+}
+
+// TreeNode is one node of a supervision tree: a supervisor with Children,
+// or a supervised worker.
+type TreeNode struct {
+	Name       string `json:"name"`
+	Supervisor bool   `json:"supervisor,omitempty"`
+	// Strategy is a supervisor's restart strategy (one-for-one, ...).
+	Strategy string `json:"strategy,omitempty"`
+	// Restart is the node's policy in its parent: permanent, transient or
+	// temporary.
+	Restart string `json:"restart,omitempty"`
+	// State is running, backoff, stopped, exited, failed, gave-up,
+	// stopping or idle.
+	State string `json:"state"`
+	// Restarts counts the node's restarts by its supervisor.
+	Restarts int `json:"restarts"`
+	// LastFailure is the last failure's reason, LastFailureAt its time.
+	LastFailure   string     `json:"last_failure,omitempty"`
+	LastFailureAt time.Time  `json:"last_failure_at,omitzero"`
+	Children      []TreeNode `json:"children,omitempty"`
 }
 
 // Service is one service (an upstream pool) and its instances.
@@ -152,6 +175,13 @@ type Controls interface {
 	SetFault(ctx context.Context, id string, f Fault) error
 	// SetTraffic turns the demo traffic generator on or off.
 	SetTraffic(ctx context.Context, on bool) error
+}
+
+// Stopper is an optional part of [Controls]: stopping an instance and
+// keeping it down (its supervisor does not restart it) until Restart.
+// Without it POST /api/instances/{id}/stop answers 501.
+type Stopper interface {
+	Stop(ctx context.Context, id string) error
 }
 
 // Errors that callers and Controls implementations branch on.

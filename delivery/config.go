@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -114,6 +115,12 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics. Nil registers none.
 	Registerer prometheus.Registerer
+	// Run runs one of the service's long-lived loops (a consumer's fetch
+	// loop) until ctx ends, and returns once loop has returned for the
+	// last time. Nil calls loop(ctx) directly. cmd/bulwark passes one that
+	// runs the loop under the process's supervision tree, so a panic in it
+	// is recovered and the loop restarted on the same consumer.
+	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
 }
 
 // ClusterConfig joins an embedded server to a JetStream cluster. A clustered

@@ -66,7 +66,14 @@ func (s *Service) startWorkers(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("delivery: consume %s: %w", specs[i].name, err)
 		}
-		s.fetchW.Go(func() { s.fetchLoop(fetchCtx, workCtx, it, ordered) })
+		name := "delivery " + specs[i].name
+		s.fetchW.Go(func() {
+			if s.cfg.Run == nil {
+				s.fetchLoop(fetchCtx, workCtx, it, ordered)
+				return
+			}
+			s.cfg.Run(fetchCtx, name, func(ctx context.Context) error { s.fetchLoop(ctx, workCtx, it, ordered); return nil })
+		})
 	}
 	s.fetchW.Go(func() { s.statsLoop(fetchCtx) })
 	return nil

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -94,7 +95,7 @@ func startUp(t *testing.T, dir string) (p *proc, gateway, dash string) {
 
 // TestUp runs `bulwark up` as a real process: traffic through its gateway
 // keeps ≥ 99.9 % success while a demo replica is killed from the
-// dashboard's API, the replica shows as down, and SIGTERM leaves no child
+// dashboard's API, the replica is restarted by its supervisor, and SIGTERM leaves no child
 // behind. A second run on the same dir recovers the registry's state and
 // delivers what was pending.
 func TestUp(t *testing.T) {
@@ -114,7 +115,13 @@ func TestUp(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("kill through the dashboard: %s", resp.Status)
 	}
-	waitFor(t, 3*time.Second, func() bool { return healthOf(snapshotOf(t, dash), "demo-2") == "down" })
+	// Its supervisor starts a new process (the dashboard shows it die and
+	// come back).
+	waitFor(t, 10*time.Second, func() bool {
+		now := children(up.cmd.Process.Pid)
+		return len(now) == 3 && !slices.Equal(now, kids) && healthOf(snapshotOf(t, dash), "demo-2") == "up"
+	})
+	kids = children(up.cmd.Process.Pid)
 	sleepUntil(l, 3*time.Second)
 	rs := l.finish()
 	s := summarize(rs)
@@ -123,8 +130,9 @@ func TestUp(t *testing.T) {
 		t.Fatalf("success ratio %.4f < 0.999:%s", ok, failures(rs))
 	}
 	// Async writes accepted while no replica can take them must survive a
-	// restart: partition the live replicas first, so deliveries stay pending.
-	for _, id := range []string{"demo-1", "demo-3"} {
+	// restart: partition every replica first (demo-2 is back), so
+	// deliveries stay pending.
+	for _, id := range []string{"demo-1", "demo-2", "demo-3"} {
 		resp, err := http.Post(dash+"/api/instances/"+id+"/fault", "application/json", strings.NewReader(`{"fault": "partition"}`))
 		if err != nil {
 			t.Fatal(err)

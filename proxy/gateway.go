@@ -61,6 +61,12 @@ type Options struct {
 	OnEvent func(Event)
 	// Tracer makes a span per request and per try; nil is off.
 	Tracer Tracer
+	// Run runs one of the gateway's long-lived loops (a pool's registry
+	// watch) until ctx ends, and returns once loop has returned for the
+	// last time. Nil calls loop(ctx) directly. cmd/bulwark passes one that
+	// runs the loop under the process's supervision tree, so a panic in
+	// it is recovered and the loop restarted.
+	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
 }
 
 func (o *Options) logger() *slog.Logger {

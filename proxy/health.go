@@ -46,6 +46,7 @@ func newPassiveHealth(p *pool, o Outlier) *passiveHealth {
 		MaxEjectionPercent:         o.MaxEjectionPercent,
 		OnChange:                   ph.changed,
 		Logger:                     p.logger,
+		Run:                        p.runAs("outlier " + p.name),
 	})
 	if err != nil { // only invalid config fails, and Validate has run
 		p.logger.Error("outlier detection disabled", "upstream", p.name, "err", err)
@@ -181,7 +182,7 @@ func newActiveHealth(p *pool) *activeHealth {
 	c, err := health.NewChecker(health.CheckerConfig{
 		Client: client,
 		TCP:    h.TCP, Path: h.Path, StatusMin: lo, StatusMax: hi, Interval: h.Interval, Timeout: h.Timeout,
-		Rise: h.Rise, Fall: h.Fall, Logger: p.logger,
+		Rise: h.Rise, Fall: h.Fall, Logger: p.logger, Run: p.runAs(""),
 		OnChange: func(id string, hl bulwark.Health) {
 			if p.passive.d != nil {
 				p.passive.d.SetProbeHealth(id, hl)
@@ -221,4 +222,20 @@ func (ah *activeHealth) setTargets() {
 		ts[i] = health.Target{ID: e.ID(), Address: e.Address()}
 	}
 	ah.c.SetTargets(ts)
+}
+
+// runAs adapts the gateway's Options.Run for a health loop, naming it
+// name (or, when empty, the loop's own name) within the upstream; nil
+// when there is no Run hook.
+func (p *pool) runAs(name string) func(ctx context.Context, name string, loop func(ctx context.Context) error) {
+	if p.run == nil {
+		return nil
+	}
+	return func(ctx context.Context, own string, loop func(ctx context.Context) error) {
+		n := name
+		if n == "" {
+			n = own + " (" + p.name + ")"
+		}
+		p.run(ctx, n, loop)
+	}
 }

@@ -52,6 +52,7 @@ type pool struct {
 	hashKey   func(*http.Request) string
 	logger    *slog.Logger
 	events    func(Event)
+	run       func(ctx context.Context, name string, loop func(ctx context.Context) error)
 	metrics   *poolMetrics
 	transport *http.Transport // mTLS to the endpoints; nil: the gateway's shared one
 	sigMaxAge time.Duration   // > 0: answers must carry a valid signature
@@ -66,7 +67,7 @@ type pool struct {
 func newPool(u Upstream, opts *Options) (*pool, error) {
 	u = upstreamDefaults(u)
 	p := &pool{name: u.Name, cfg: u, maxVerify: int64(u.MaxVerifyBody), logger: opts.logger(),
-		events: opts.emit, members: map[string]*member{}}
+		events: opts.emit, run: opts.Run, members: map[string]*member{}}
 	p.passive = newPassiveHealth(p, u.Outlier)
 	if u.Signatures.Require {
 		p.sigMaxAge = u.Signatures.MaxAge
@@ -104,7 +105,14 @@ func (p *pool) start(res Resolver) error {
 			return fmt.Errorf("upstream %s: discover: %s needs a registry: configure registry addresses", p.name, p.cfg.Discover)
 		}
 		p.wg.Add(1)
-		go p.follow(ctx, res)
+		go func() {
+			defer p.wg.Done()
+			if p.run == nil {
+				p.follow(ctx, res)
+				return
+			}
+			p.run(ctx, "discovery "+p.name, func(ctx context.Context) error { p.follow(ctx, res); return nil })
+		}()
 	}
 	p.passive.start(ctx, &p.wg)
 	if p.cfg.Health.Path != "" || p.cfg.Health.TCP {
@@ -118,7 +126,6 @@ func (p *pool) start(res Resolver) error {
 
 // follow keeps the pool's membership in step with the registry.
 func (p *pool) follow(ctx context.Context, res Resolver) {
-	defer p.wg.Done()
 	for ctx.Err() == nil {
 		err := res.Watch(ctx, p.cfg.Discover, func(insts []bulwark.Instance) {
 			if err := p.update(insts); err != nil {

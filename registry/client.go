@@ -56,6 +56,11 @@ type ClientConfig struct {
 	Rand *rand.Rand
 	// Logger receives the client's logs. nil discards.
 	Logger *slog.Logger
+	// Run runs a Registration's renewal loop until ctx ends, and returns
+	// once loop has returned for the last time. Nil calls loop(ctx)
+	// directly. cmd/bulwark passes one that runs it under the process's
+	// supervision tree, so a panic in it is recovered and renewals resume.
+	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
 }
 
 // Client talks to a registry cluster: it registers instances (keeping their

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -28,6 +29,12 @@ type Peer struct {
 // DataDir, which must be set: a single node on 127.0.0.1 with random ports
 // that bootstraps a one-node cluster.
 type Config struct {
+	// Run runs the leader's lease loop (expiry of unrenewed instances)
+	// until ctx ends, and returns once loop has returned for the last
+	// time. Nil calls loop(ctx) directly. cmd/bulwark passes one that runs
+	// it under the process's supervision tree, so a panic in it is
+	// recovered and the loop restarted (with a fresh grace period).
+	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
 	// NodeID is this node's Raft server ID. Default: "node-" followed by the
 	// Raft bind address.
 	NodeID string

@@ -248,7 +248,11 @@ func (n *Node) startTerm() *leaderTerm {
 	t := &leaderTerm{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(t.done)
-		n.runLeases(ctx)
+		if n.cfg.Run == nil {
+			n.runLeases(ctx)
+			return
+		}
+		n.cfg.Run(ctx, "registry leases", func(ctx context.Context) error { n.runLeases(ctx); return nil })
 	}()
 	return t
 }

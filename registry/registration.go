@@ -51,7 +51,14 @@ func (c *Client) Register(ctx context.Context, inst bulwark.Instance, ttl time.D
 	}
 	loopCtx, stop := context.WithCancel(context.Background())
 	r := &Registration{c: c, req: req, ttl: time.Duration(wr.Instance.TTL), stop: stop, done: make(chan struct{}), info: *wr.Instance}
-	go r.loop(loopCtx)
+	go func() {
+		defer close(r.done)
+		if c.cfg.Run == nil {
+			r.loop(loopCtx)
+			return
+		}
+		c.cfg.Run(loopCtx, "registration "+inst.ID, func(ctx context.Context) error { r.loop(ctx); return nil })
+	}()
 	return r, nil
 }
 
@@ -74,7 +81,6 @@ func (r *Registration) Err() error {
 // most a fraction of the lease. A 404 (the lease expired, or the registry
 // lost the entry) re-registers.
 func (r *Registration) loop(ctx context.Context) {
-	defer close(r.done)
 	interval := max(r.ttl/3, 10*time.Millisecond)
 	backoff := interval / 8
 	next := interval

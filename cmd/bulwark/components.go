@@ -66,12 +66,13 @@ func (l *lateEnqueuer) Status(ctx context.Context, id string) (bulwark.DeliveryS
 // startComponents starts what f enables. On error everything started so
 // far is stopped.
 func startComponents(ctx context.Context, f *config.File, logger *slog.Logger) (*components, error) {
-	return startComponentsWith(ctx, f, logger, nil)
+	return startComponentsWith(ctx, f, logger, nil, nil)
 }
 
 // startComponentsWith is startComponents with a listener for gateway
-// events (ejections, breaker changes).
-func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logger, onEvent func(proxy.Event)) (c *components, err error) {
+// events (ejections, breaker changes) and a runner for the gateway's
+// loops (nil: plain goroutines; see loopRunner).
+func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logger, onEvent func(proxy.Event), loops *loopRunner) (c *components, err error) {
 	c = &components{logger: logger, reg: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
@@ -88,6 +89,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		cfg := registry.Config{Middleware: apiMiddleware(c.tracer, "registry"), NodeID: r.NodeID, HTTPAddr: or(r.HTTP, "127.0.0.1:8500"), RaftAddr: or(r.Raft, "127.0.0.1:8501"),
 			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: r.Token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
 			Logger: logger.With("component", "registry")}
+		if loops != nil {
+			cfg.Run = loops.run
+		}
 		for _, p := range r.Peers {
 			cfg.Peers = append(cfg.Peers, registry.Peer{ID: p.ID, RaftAddr: p.Raft, HTTPAddr: p.HTTP})
 		}
@@ -133,6 +137,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		c.closeFns = append(c.closeFns, func() error { c.client.Close(); return nil })
 	}
 	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg, OnEvent: onEvent, Tracer: gatewayTracer(c.tracer)}
+	if loops != nil {
+		opts.Run = loops.run
+	}
 	if c.client != nil {
 		opts.Resolver = c.client
 	}
@@ -152,6 +159,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 			if cfg.TLS, err = d.TLS.MutualConfig(); err != nil {
 				return c, fmt.Errorf("delivery.tls: %w", err)
 			}
+		}
+		if loops != nil {
+			cfg.Run = loops.run
 		}
 		if c.delivery, err = delivery.Open(ctx, cfg, c.gateway); err != nil {
 			return c, fmt.Errorf("delivery: %w", err)

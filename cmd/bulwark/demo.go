@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -20,6 +20,7 @@ import (
 	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/bulwark-go/bulwark/registry"
 	"github.com/bulwark-go/bulwark/resilience/resilienthttp"
+	"github.com/bulwark-go/bulwark/supervise"
 )
 
 // runDemo serves one replica of the demo service (see package demo): the
@@ -63,17 +64,23 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *signKey != "" {
 		key, err := pki.LoadSigningKey(*signKey)
 		if err != nil {
+			ln.Close()
 			return err
 		}
 		handler = resilienthttp.Signer{KeyID: *id, Key: key}.Sign(handler)
 		sigPub = pki.PublicKeyString(key.Public().(ed25519.PublicKey))
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	// The replica's own tree: the registration's renewal loop (when it
+	// registers) and the HTTP server (docs/architecture.md).
+	loops := newLoopRunner()
+	root := supervise.New(supervise.Config{Name: "demo", MaxRestarts: 20, Period: time.Minute,
+		Observer: supervise.LogObserver(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))},
+		supervise.Spec{Name: "loops", Service: loops.sup},
+		supervise.Spec{Name: "http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: handler}})
 	if *registryAddr != "" {
-		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ",")})
+		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ","), Run: loops.run})
 		if err != nil {
+			ln.Close()
 			return err
 		}
 		defer c.Close()
@@ -85,22 +92,22 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		reg, err := c.Register(ctx, inst, *ttl)
 		if err != nil {
+			ln.Close()
 			return fmt.Errorf("registering with %s: %w", *registryAddr, err)
 		}
-		// A partitioned replica neither answers nor renews; Close deregisters.
+		// A partitioned replica neither answers nor renews; Close deregisters
+		// (after the tree has stopped the server).
 		d.OnPartition = func(on bool) { reg.Pause(on) }
 		defer reg.Close()
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopTree := serveTree(root, func(err error) { cancel(err) })
 	fmt.Fprintf(stdout, "demo %s listening on %s://%s\n", *id, scheme, ln.Addr())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+	<-ctx.Done()
+	stopTree()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("supervision tree gave up: %w", err)
 	}
 	return nil
 }

@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -16,86 +16,206 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark/dashboard"
+	"github.com/bulwark-go/bulwark/supervise"
 )
 
 // fleet runs the demo replicas of `bulwark up` as child processes of this
-// binary (`bulwark demo`), so they can be killed for real. Each child dies
-// with its parent (Pdeathsig), and stop waits for all of them.
+// binary (`bulwark demo`), so they can be killed for real, each under its
+// own supervisor:
+//
+//	fleet (one-for-one)
+//	└── demo-N (supervisor, temporary in fleet; ≤ 8 restarts in 30s, backoff 50ms doubling to 2s)
+//	    └── process (permanent: restarted with backoff whenever it dies)
+//
+// A replica that dies (SIGKILL from the dashboard, a chaos monkey or a
+// crash) is restarted on the same address, so the gateway's endpoint
+// stays valid and its registration resumes. A crash loop exhausts its
+// supervisor's intensity: the supervisor gives up and, being temporary,
+// stays down and shows as gave-up. Stop keeps a replica down; Restart
+// brings it back. Each child dies with its parent (Pdeathsig).
 type fleet struct {
 	exe      string
 	registry string // host:port the replicas register with
 	service  string
 	logger   io.Writer
+	sup      *supervise.Supervisor
+	// intensity is each replica supervisor's config (replicaIntensity).
+	intensity supervise.Config
 
 	mu       sync.Mutex
 	replicas map[string]*replica
-	wg       sync.WaitGroup
 }
 
-// replica is one demo child.
+// replica is one demo child and its current process.
 type replica struct {
-	id     string
-	seed   int
-	cmd    *exec.Cmd
-	url    string
-	fault  dashboard.Fault
-	killed bool
-	done   chan struct{}
+	id    string
+	seed  int
+	addr  string // host:port; fixed after the first start
+	url   string
+	fault dashboard.Fault
+	run   *procRun // nil while no process runs
+	pid   int
 }
 
-var listenRE = regexp.MustCompile(`listening on (http://\S+)`)
+// procRun is one process of a replica.
+type procRun struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed when it has exited
+}
 
-// start launches replica id, waits for its listening line and returns it.
-func (f *fleet) start(ctx context.Context, id string, seed int) (*replica, error) {
-	cmd := exec.Command(f.exe, "demo", "--id", id, "--seed", fmt.Sprint(seed),
-		"--registry", f.registry, "--service", f.service, "--listen", "127.0.0.1:0")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stderr = f.logger
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting replica %s: %w", id, err)
-	}
-	r := &replica{id: id, seed: seed, cmd: cmd, done: make(chan struct{})}
-	f.wg.Add(1)
+// replicaIntensity is a replica supervisor's restart limit and backoff.
+var replicaIntensity = supervise.Config{MaxRestarts: 8, Period: 30 * time.Second,
+	Backoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second, BackoffReset: 500 * time.Millisecond, Shutdown: 3 * time.Second}
+
+func newFleet(exe, registry, service string, logger io.Writer) *fleet {
+	return &fleet{exe: exe, registry: registry, service: service, logger: logger, intensity: replicaIntensity,
+		sup:      supervise.New(supervise.Config{Name: "fleet", MaxRestarts: -1, Shutdown: 5 * time.Second}),
+		replicas: map[string]*replica{}}
+}
+
+// Serve runs the fleet's supervisor. When ctx ends it first sends
+// SIGTERM to every replica at once, so they deregister and exit in
+// parallel, then lets the supervisor stop them in order (each already on
+// its way out): the grace periods overlap instead of adding up.
+func (f *fleet) Serve(ctx context.Context) error {
+	sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stopped := make(chan struct{})
 	go func() {
-		defer f.wg.Done()
-		cmd.Wait()
-		close(r.done)
-	}()
-	first := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case first <- sc.Text():
-			default:
-			}
+		defer close(stopped)
+		select {
+		case <-ctx.Done():
+			f.terminateAll()
+			cancel()
+		case <-sctx.Done():
 		}
 	}()
-	select {
-	case line := <-first:
-		m := listenRE.FindStringSubmatch(line)
-		if m == nil {
-			cmd.Process.Kill()
-			return nil, fmt.Errorf("replica %s said %q", id, line)
+	err := f.sup.Serve(sctx)
+	cancel()
+	<-stopped
+	return err
+}
+
+// Unwrap returns the fleet's supervisor, so it nests in the tree.
+func (f *fleet) Unwrap() *supervise.Supervisor { return f.sup }
+
+func (f *fleet) terminateAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.replicas {
+		if r.run != nil {
+			r.run.cmd.Process.Signal(syscall.SIGTERM)
 		}
-		r.url = m[1]
-	case <-r.done:
-		return nil, fmt.Errorf("replica %s exited before listening", id)
-	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("replica %s did not start in 15s", id)
-	case <-ctx.Done():
-		cmd.Process.Kill()
-		return nil, ctx.Err()
 	}
+}
+
+// add declares replica id; it starts when the fleet's supervisor serves.
+func (f *fleet) add(id string, seed int) error {
+	r := &replica{id: id, seed: seed, addr: "127.0.0.1:0"}
 	f.mu.Lock()
 	f.replicas[id] = r
 	f.mu.Unlock()
-	return r, nil
+	cfg := f.intensity
+	cfg.Name = id
+	sub := supervise.New(cfg, supervise.Spec{Name: "process", Service: &replicaProcess{f: f, r: r}})
+	return f.sup.Add(supervise.Spec{Name: id, Service: sub, Restart: supervise.Temporary, Shutdown: 5 * time.Second})
+}
+
+var listenRE = regexp.MustCompile(`listening on (http://(\S+))`)
+
+// replicaProcess is the supervised child: one `bulwark demo` process per
+// Serve.
+type replicaProcess struct {
+	f *fleet
+	r *replica
+}
+
+// errReplicaExited is what a replica process's death is reported as.
+var errReplicaExited = errors.New("replica process exited")
+
+func (p *replicaProcess) Serve(ctx context.Context) error {
+	f, r := p.f, p.r
+	f.mu.Lock()
+	addr := r.addr
+	f.mu.Unlock()
+	cmd := exec.Command(f.exe, "demo", "--id", r.id, "--seed", fmt.Sprint(r.seed),
+		"--registry", f.registry, "--service", f.service, "--listen", addr)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = f.logger
+	lines := &firstLine{c: make(chan string, 1)}
+	cmd.Stdout = lines
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("starting replica %s: %w", r.id, err)
+	}
+	run := &procRun{cmd: cmd, done: make(chan struct{})}
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(run.done) }()
+	select {
+	case line := <-lines.c:
+		m := listenRE.FindStringSubmatch(line)
+		if m == nil {
+			cmd.Process.Kill()
+			<-run.done
+			return fmt.Errorf("replica %s said %q", r.id, line)
+		}
+		f.mu.Lock()
+		r.url, r.addr, r.run, r.pid, r.fault = m[1], m[2], run, cmd.Process.Pid, ""
+		f.mu.Unlock()
+	case <-run.done:
+		return fmt.Errorf("%w before listening: %s: %v", errReplicaExited, r.id, waitErr)
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		<-run.done
+		return fmt.Errorf("replica %s did not start in 15s", r.id)
+	case <-ctx.Done():
+		cmd.Process.Kill()
+		<-run.done
+		return nil
+	}
+	defer func() {
+		f.mu.Lock()
+		r.run = nil
+		f.mu.Unlock()
+	}()
+	select {
+	case <-run.done:
+		return fmt.Errorf("%w: %s (pid %d): %v", errReplicaExited, r.id, cmd.Process.Pid, waitErr)
+	case <-ctx.Done():
+	}
+	// Stopping: SIGTERM lets it deregister; the supervisor's shutdown
+	// timeout is the grace period, after which SIGKILL.
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-run.done:
+	case <-time.After(f.intensity.Shutdown - 100*time.Millisecond):
+		cmd.Process.Kill()
+		<-run.done
+	}
+	return nil
+}
+
+// firstLine is a replica's stdout: it hands over the first line (the
+// listening line) and discards the rest.
+type firstLine struct {
+	mu   sync.Mutex
+	buf  []byte
+	sent bool
+	c    chan string
+}
+
+func (w *firstLine) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sent {
+		return len(b), nil
+	}
+	w.buf = append(w.buf, b...)
+	if i := bytes.IndexByte(w.buf, '\n'); i >= 0 {
+		w.sent = true
+		w.c <- string(w.buf[:i])
+		w.buf = nil
+	}
+	return len(b), nil
 }
 
 func (f *fleet) get(id string) (*replica, error) {
@@ -108,32 +228,47 @@ func (f *fleet) get(id string) (*replica, error) {
 	return r, nil
 }
 
-// Kill SIGKILLs a replica: its renewals stop, its connections reset.
+// Kill SIGKILLs a replica's process and waits for it to die; its
+// supervisor then restarts it.
 func (f *fleet) Kill(ctx context.Context, id string) error {
 	r, err := f.get(id)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
-	r.killed = true
+	run := r.run
 	f.mu.Unlock()
-	r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.done
-	return nil
+	if run == nil {
+		return fmt.Errorf("replica %s is not running", id)
+	}
+	run.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-run.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-// Restart starts a new process for a replica (killed or not).
+// Stop stops a replica (SIGTERM: it deregisters) and keeps it down.
+func (f *fleet) Stop(ctx context.Context, id string) error {
+	if _, err := f.get(id); err != nil {
+		return err
+	}
+	return f.sup.StopChild(ctx, id)
+}
+
+// Restart stops a replica if it runs and starts it afresh, with a fresh
+// restart budget (after a stop, or a crash loop its supervisor gave up
+// on).
 func (f *fleet) Restart(ctx context.Context, id string) error {
-	r, err := f.get(id)
-	if err != nil {
+	if _, err := f.get(id); err != nil {
 		return err
 	}
-	r.cmd.Process.Signal(syscall.SIGKILL)
-	<-r.done
-	if _, err := f.start(ctx, id, r.seed); err != nil {
+	if err := f.sup.StopChild(ctx, id); err != nil {
 		return err
 	}
-	return nil
+	return f.sup.StartChild(ctx, id)
 }
 
 // SetFault switches a replica's fault mode through its /_demo/fault.
@@ -141,6 +276,12 @@ func (f *fleet) SetFault(ctx context.Context, id string, fault dashboard.Fault) 
 	r, err := f.get(id)
 	if err != nil {
 		return err
+	}
+	f.mu.Lock()
+	url, running := r.url, r.run != nil
+	f.mu.Unlock()
+	if !running {
+		return fmt.Errorf("replica %s is not running", id)
 	}
 	body := map[string]any{"mode": string(fault)}
 	switch fault {
@@ -150,7 +291,7 @@ func (f *fleet) SetFault(ctx context.Context, id string, fault dashboard.Fault) 
 		body["rate"] = 0.3
 	}
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url+"/_demo/fault", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/_demo/fault", bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
@@ -171,13 +312,20 @@ func (f *fleet) SetFault(ctx context.Context, id string, fault dashboard.Fault) 
 	return nil
 }
 
-// state reports, per replica id, whether it was killed and its fault.
-func (f *fleet) state() map[string]replica {
+// replicaState is what the dashboard shows of a replica.
+type replicaState struct {
+	url   string
+	fault dashboard.Fault
+	down  bool // no process runs
+}
+
+// state reports each replica's address, fault and whether it is down.
+func (f *fleet) state() map[string]replicaState {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	out := make(map[string]replica, len(f.replicas))
+	out := make(map[string]replicaState, len(f.replicas))
 	for id, r := range f.replicas {
-		out[id] = replica{id: id, url: r.url, fault: r.fault, killed: r.killed}
+		out[id] = replicaState{url: r.url, fault: r.fault, down: r.run == nil}
 	}
 	return out
 }
@@ -191,27 +339,4 @@ func (f *fleet) ids() []string {
 	}
 	sort.Strings(ids)
 	return ids
-}
-
-// stop ends every replica: SIGTERM (they deregister), then SIGKILL after
-// the grace period, and waits for all of them.
-func (f *fleet) stop(grace time.Duration) {
-	f.mu.Lock()
-	for _, r := range f.replicas {
-		r.cmd.Process.Signal(syscall.SIGTERM)
-	}
-	f.mu.Unlock()
-	done := make(chan struct{})
-	go func() { f.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return
-	case <-time.After(grace):
-	}
-	f.mu.Lock()
-	for _, r := range f.replicas {
-		r.cmd.Process.Signal(syscall.SIGKILL)
-	}
-	f.mu.Unlock()
-	<-done
 }

@@ -2,16 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/proxy"
+	"github.com/bulwark-go/bulwark/supervise"
 )
 
 // multiFlag collects a repeated flag.
@@ -59,31 +60,36 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if tp != nil {
 		defer shutdownTracing(tp)()
 	}
-	gw, err := proxy.New(cfg, proxy.Options{Logger: logger, Tracer: gatewayTracer(tp)})
+	// The gateway's loops (probes, outlier analysis) run under a
+	// supervision tree, as in `bulwark run` (docs/architecture.md).
+	loops := newLoopRunner()
+	gw, err := proxy.New(cfg, proxy.Options{Logger: logger, Tracer: gatewayTracer(tp), Run: loops.run})
 	if err != nil {
 		return fmt.Errorf("proxy: %w", err)
 	}
+	defer gw.Close()
 	if err := gw.Listen(); err != nil {
-		gw.Close()
 		return err
 	}
 	fmt.Fprintf(stdout, "bulwark proxy listening on %s\n", gw.Addrs()[0])
-	var adminSrv *http.Server
+	root := supervise.New(supervise.Config{Name: "bulwark", MaxRestarts: 20, Period: time.Minute, Observer: supervise.LogObserver(logger)},
+		supervise.Spec{Name: "loops", Service: loops.sup},
+		supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, 5*time.Second), Shutdown: 6 * time.Second})
 	if *admin != "" {
 		ln, err := net.Listen("tcp", *admin)
 		if err != nil {
-			gw.Close()
 			return fmt.Errorf("admin: %w", err)
 		}
-		adminSrv = &http.Server{Handler: gw.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		go adminSrv.Serve(ln)
+		root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: gw.AdminHandler()}})
 		fmt.Fprintf(stdout, "admin on http://%s\n", ln.Addr())
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopTree := serveTree(root, func(err error) { cancel(err) })
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if adminSrv != nil {
-		adminSrv.Shutdown(sctx)
+	stopTree()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("supervision tree gave up: %w", err)
 	}
-	return gw.Shutdown(sctx)
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/dashboard"
+	"github.com/bulwark-go/bulwark/proxy"
+	"github.com/bulwark-go/bulwark/supervise"
 )
 
 // runValidate checks a config file and prints every problem with its line.
@@ -54,7 +55,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	events := dashboard.NewEventLog(256)
-	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events))
+	loops := newLoopRunner()
+	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events), loops)
 	if err != nil {
 		return err
 	}
@@ -69,73 +71,97 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if c.node != nil {
 		fmt.Fprintf(stdout, "registry node %s on %s\n", c.node.ID(), c.registryURL)
 	}
-	var admin *http.Server
+	// The process's supervision tree (docs/architecture.md).
+	hook := panicHookFromEnv()
+	root := supervise.New(supervise.Config{Name: "bulwark", MaxRestarts: 20, Period: time.Minute,
+		Observer: treeObserver(logger, events, c.reg)})
+	root.Add(supervise.Spec{Name: "loops", Service: loops.sup})
+	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, *drain), Shutdown: *drain + time.Second})
 	if f.Admin.Address != "" {
 		ln, err := net.Listen("tcp", f.Admin.Address)
 		if err != nil {
-			gw.Close()
 			return fmt.Errorf("admin: %w", err)
 		}
-		d, err := dashboard.New(dashboard.Config{Title: "Bulwark", Source: &upSource{c: c}, Events: events, Logger: logger})
+		d, err := dashboard.New(dashboard.Config{Title: "Bulwark", Source: &upSource{c: c, tree: root}, Events: events, Logger: logger})
 		if err != nil {
-			return err
-		}
-		if err := d.Start(); err != nil {
+			ln.Close()
 			return err
 		}
 		defer d.Close()
-		admin = &http.Server{Handler: adminHandler(c, d), ReadHeaderTimeout: 5 * time.Second}
-		go admin.Serve(ln)
+		root.Add(supervise.Spec{Name: "dashboard", Service: d})
+		root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d)}})
 		fmt.Fprintf(stdout, "admin and dashboard on http://%s\n", ln.Addr())
 	}
+	w := &configWatch{path: *path, every: *watch, current: f, gw: gw, logger: logger, hook: hook}
+	root.Add(supervise.Spec{Name: "config-watch", Service: w})
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopTree := serveTree(root, func(err error) { cancel(err) })
+	<-ctx.Done()
+	stopTree()
+	errs := []error{c.close()}
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		errs = append(errs, fmt.Errorf("supervision tree gave up: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// configWatch reloads the gateway's part of the config on SIGHUP and
+// when the file changes; an invalid new version is refused with its
+// errors and the running config keeps serving.
+type configWatch struct {
+	path    string
+	every   time.Duration
+	gw      *proxy.Gateway
+	logger  *slog.Logger
+	hook    *panicHook
+	current *config.File // only the watch's goroutine touches it
+}
+
+func (w *configWatch) Serve(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	var tick <-chan time.Time
-	if *watch > 0 {
-		t := time.NewTicker(*watch)
+	if w.every > 0 {
+		t := time.NewTicker(w.every)
 		defer t.Stop()
 		tick = t.C
 	}
-	lastMod := modTime(*path)
-	reload := func(why string) {
-		nf, err := config.Load(*path)
-		if err != nil {
-			logger.Error("config rejected; the running config keeps serving", "trigger", why, "err", err)
-			return
-		}
-		if !reflect.DeepEqual(nf.Registry, f.Registry) || !reflect.DeepEqual(nf.Delivery, f.Delivery) || !reflect.DeepEqual(nf.Discovery, f.Discovery) {
-			logger.Warn("registry, discovery and delivery changes take effect on restart; reloading the gateway part only", "trigger", why)
-		}
-		if err := gw.Reload(nf.Config); err != nil {
-			logger.Error("reload failed; the running config keeps serving", "trigger", why, "err", err)
-			return
-		}
-		logger.Info("config reloaded", "trigger", why, "file", *path)
-	}
-loop:
+	lastMod := modTime(w.path)
 	for {
 		select {
 		case <-ctx.Done():
-			break loop
+			return nil
 		case <-hup:
-			lastMod = modTime(*path)
-			reload("SIGHUP")
+			lastMod = modTime(w.path)
+			w.reload("SIGHUP")
 		case <-tick:
-			if m := modTime(*path); !m.Equal(lastMod) {
+			w.hook.maybe("config-watch")
+			if m := modTime(w.path); !m.Equal(lastMod) {
 				lastMod = m
-				reload("file change")
+				w.reload("file change")
 			}
 		}
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), *drain)
-	defer cancel()
-	var errs []error
-	if admin != nil {
-		errs = append(errs, admin.Shutdown(sctx))
+}
+
+func (w *configWatch) reload(why string) {
+	nf, err := config.Load(w.path)
+	if err != nil {
+		w.logger.Error("config rejected; the running config keeps serving", "trigger", why, "err", err)
+		return
 	}
-	errs = append(errs, gw.Shutdown(sctx), c.close())
-	return errors.Join(errs...)
+	f := w.current
+	if !reflect.DeepEqual(nf.Registry, f.Registry) || !reflect.DeepEqual(nf.Delivery, f.Delivery) || !reflect.DeepEqual(nf.Discovery, f.Discovery) {
+		w.logger.Warn("registry, discovery and delivery changes take effect on restart; reloading the gateway part only", "trigger", why)
+	}
+	if err := w.gw.Reload(nf.Config); err != nil {
+		w.logger.Error("reload failed; the running config keeps serving", "trigger", why, "err", err)
+		return
+	}
+	w.current = nf
+	w.logger.Info("config reloaded", "trigger", why, "file", w.path)
 }
 
 func modTime(path string) time.Time {

@@ -23,39 +23,34 @@ type trafficGen struct {
 	on      atomic.Bool
 	client  *http.Client
 	seq     atomic.Uint64
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	hook    *panicHook // test-only fault injection (BULWARK_TEST_PANIC=traffic)
 }
 
-func newTrafficGen(base string, rate float64, t *dashboard.Traffic) *trafficGen {
-	return &trafficGen{base: base, rate: rate, traffic: t,
+func newTrafficGen(base string, rate float64, on bool, t *dashboard.Traffic) *trafficGen {
+	g := &trafficGen{base: base, rate: rate, traffic: t,
 		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}}
-}
-
-// start runs the generator until stop; on says whether it sends.
-func (g *trafficGen) start(on bool) {
 	g.on.Store(on)
-	ctx, cancel := context.WithCancel(context.Background())
-	g.cancel = cancel
-	g.wg.Add(1)
-	go g.loop(ctx)
+	return g
 }
 
-func (g *trafficGen) loop(ctx context.Context) {
-	defer g.wg.Done()
+// Serve runs the generator until ctx ends (a supervised child). Requests
+// in flight are waited for.
+func (g *trafficGen) Serve(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	t := time.NewTicker(time.Duration(float64(time.Second) / g.rate))
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
+			g.hook.maybe("traffic")
 			if !g.on.Load() {
 				continue
 			}
-			g.wg.Add(1)
-			go func() { defer g.wg.Done(); g.one(ctx) }()
+			wg.Add(1)
+			go func() { defer wg.Done(); g.one(ctx) }()
 		}
 	}
 }
@@ -83,12 +78,5 @@ func (g *trafficGen) one(ctx context.Context) {
 	g.traffic.Record(time.Since(start), ok)
 }
 
-// SetTraffic switches the generator (dashboard control).
+// set switches the generator (dashboard control).
 func (g *trafficGen) set(on bool) { g.on.Store(on) }
-
-func (g *trafficGen) stop() {
-	if g.cancel != nil {
-		g.cancel()
-	}
-	g.wg.Wait()
-}

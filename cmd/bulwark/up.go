@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/dashboard"
 	"github.com/bulwark-go/bulwark/proxy"
+	"github.com/bulwark-go/bulwark/supervise"
 )
 
 // upState is what `bulwark up` keeps in its data dir between runs: the
@@ -66,7 +66,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		f = demoConfig(*dir, *listen, st)
 	}
-	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events))
+	loops := newLoopRunner()
+	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events), loops)
 	if err != nil {
 		return err
 	}
@@ -76,44 +77,55 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	gwURL := "http://" + c.gateway.Addrs()[0].String()
 
+	// The process's supervision tree (docs/architecture.md): components
+	// first, so that shutdown (reverse order) stops the traffic and the
+	// replicas before the dashboard and the gateway.
+	hook := panicHookFromEnv()
+	root := supervise.New(supervise.Config{Name: "bulwark", MaxRestarts: 20, Period: time.Minute,
+		Observer: treeObserver(logger, events, c.reg)})
 	var fl *fleet
 	var gen *trafficGen
-	src := &upSource{c: c}
+	src := &upSource{c: c, tree: root}
 	if *cfgPath == "" {
 		exe, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		fl = &fleet{exe: exe, registry: c.node.HTTPAddr(), service: "demo", logger: stderr, replicas: map[string]*replica{}}
-		defer fl.stop(3 * time.Second)
+		fl = newFleet(exe, c.node.HTTPAddr(), "demo", stderr)
 		for i := 1; i <= *replicas; i++ {
-			if _, err := fl.start(ctx, fmt.Sprintf("demo-%d", i), i); err != nil {
+			if err := fl.add(fmt.Sprintf("demo-%d", i), i); err != nil {
 				return err
 			}
 		}
-		gen = newTrafficGen(gwURL, *rate, nil)
+		gen = newTrafficGen(gwURL, *rate, *traffic, nil)
+		gen.hook = hook
 		src.fleet, src.gen = fl, gen
 	}
 	d, err := dashboard.New(dashboard.Config{Title: "Bulwark", Source: src, Controls: controlsOf(fl, gen, events), Events: events, Logger: logger})
 	if err != nil {
 		return err
 	}
+	defer d.Close()
 	if gen != nil {
 		gen.traffic = d.Traffic()
 	}
-	if err := d.Start(); err != nil {
-		return err
-	}
-	defer d.Close()
-	mux := adminHandler(c, d)
 	ln, err := net.Listen("tcp", *dash)
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
 	}
-	dsrv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go dsrv.Serve(ln)
-	defer dsrv.Close()
 	dashURL := "http://" + ln.Addr().String()
+	gw := c.gateway
+	root.Add(supervise.Spec{Name: "loops", Service: loops.sup})
+	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, 5*time.Second), Shutdown: 6 * time.Second})
+	root.Add(supervise.Spec{Name: "dashboard", Service: d})
+	root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d)}})
+	if fl != nil {
+		root.Add(supervise.Spec{Name: "fleet", Service: fl, Shutdown: 15 * time.Second})
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopTree := serveTree(root, func(err error) { cancel(err) })
+	defer stopTree()
 
 	fmt.Fprintf(stdout, "gateway    %s\n", gwURL)
 	fmt.Fprintf(stdout, "dashboard  %s\n", dashURL)
@@ -124,21 +136,20 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := waitRoutable(ctx, c.gateway, *replicas, 20*time.Second); err != nil {
 			return err
 		}
-		if gen != nil {
-			gen.start(*traffic)
-			defer gen.stop()
+		// Traffic starts once the replicas serve; it is the last child, so
+		// it stops first.
+		if err := root.Add(supervise.Spec{Name: "traffic", Service: gen}); err != nil {
+			return err
 		}
 	}
 	fmt.Fprintf(stdout, "bulwark is up: open %s — Ctrl-C stops everything\n", dashURL)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "stopping…")
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if gen != nil {
-		gen.stop()
+	stopTree()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("supervision tree gave up: %w", err)
 	}
-	dsrv.Shutdown(sctx)
-	return c.gateway.Shutdown(sctx)
+	return nil
 }
 
 // logGatewayEvents feeds the gateway's endpoint events to the dashboard's
@@ -233,11 +244,12 @@ type upSource struct {
 	c     *components
 	fleet *fleet
 	gen   *trafficGen
+	tree  *supervise.Supervisor
 }
 
 func (s *upSource) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
 	var snap dashboard.Snapshot
-	var fs map[string]replica
+	var fs map[string]replicaState
 	if s.fleet != nil {
 		fs = s.fleet.state()
 	}
@@ -249,7 +261,7 @@ func (s *upSource) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
 				EWMAms: e.EWMA, InFlight: e.InFlight, Requests: e.Requests, Failures: e.Failures}
 			if r, ok := fs[e.ID]; ok {
 				in.Fault = string(r.fault)
-				if r.killed {
+				if r.down {
 					in.Health = dashboard.HealthDown
 				}
 			}
@@ -287,6 +299,9 @@ func (s *upSource) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
 	}
 	if s.gen != nil {
 		snap.Traffic = &dashboard.TrafficState{Generator: s.gen.on.Load(), Rate: s.gen.rate}
+	}
+	if s.tree != nil {
+		snap.Supervision = dashboardTree(s.tree.Tree())
 	}
 	return snap, nil
 }

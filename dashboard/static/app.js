@@ -149,7 +149,7 @@ function addPoints(points) {
 // ---- topology --------------------------------------------------------------
 
 const ACTIONS = [
-  ["kill", "kill"], ["restart", "restart"], ["slow", "slow"],
+  ["kill", "kill"], ["stop", "stop"], ["restart", "restart"], ["slow", "slow"],
   ["corrupt", "corrupt"], ["lie", "lie"], ["partition", "partition"], ["heal", "heal"],
 ];
 
@@ -290,6 +290,30 @@ function renderTraffic(tr) {
     "traffic " + (tr ? (tr.generator ? "on" : "off") : "") + (tr && tr.rate ? " · " + tr.rate + "/s" : ""));
 }
 
+// renderTree draws the supervision tree: each supervisor and child with
+// its state, restarts and last failure.
+function renderTree(root) {
+  const panel = document.getElementById("supervision");
+  panel.hidden = !root;
+  if (!root) return;
+  const item = (n, depth) => {
+    const li = el("li");
+    li.dataset.node = n.name;
+    li.dataset.state = n.state;
+    li.style.paddingLeft = (depth * 14) + "px";
+    const label = n.name + (n.supervisor ? " · " + n.strategy : "");
+    li.append(el("span", "dot"), el("span", "tree-name", label), el("span", "tree-state",
+      n.state + (n.restarts ? " · " + n.restarts + " restart" + (n.restarts > 1 ? "s" : "") : "")));
+    if (n.last_failure) {
+      const why = el("div", "tree-failure", n.last_failure);
+      why.title = n.last_failure;
+      li.append(why);
+    }
+    return [li, ...(n.children || []).flatMap((c) => item(c, depth + 1))];
+  };
+  document.getElementById("tree").replaceChildren(...item(root, 0));
+}
+
 // ---- events ----------------------------------------------------------------
 
 function addEvents(events) {
@@ -319,6 +343,7 @@ function onMessage(msg) {
     renderRegistry(msg.snapshot.registry);
     renderDelivery(msg.snapshot.delivery);
     renderTraffic(msg.snapshot.traffic);
+    renderTree(msg.snapshot.supervision);
   }
   addPoints(msg.points);
   addEvents(msg.events);
@@ -360,7 +385,7 @@ document.addEventListener("click", (ev) => {
   if (b) {
     const id = encodeURIComponent(b.dataset.target);
     const a = b.dataset.action;
-    if (a === "kill" || a === "restart") post("api/instances/" + id + "/" + a, undefined, b);
+    if (a === "kill" || a === "stop" || a === "restart") post("api/instances/" + id + "/" + a, undefined, b);
     else post("api/instances/" + id + "/fault", { fault: a === "heal" ? "ok" : a }, b);
     return;
   }

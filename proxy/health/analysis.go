@@ -1,6 +1,7 @@
 package health
 
 import (
+	"context"
 	"errors"
 	"math"
 	"slices"
@@ -125,18 +126,28 @@ func (d *Detector) Start() error {
 		return errStarted
 	}
 	d.started = true
-	go d.loop()
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancelRun = cancel // Close ends the Run hook's wait
+	go func() {
+		defer close(d.done)
+		if d.cfg.Run == nil {
+			d.loop(context.Background())
+			return
+		}
+		d.cfg.Run(ctx, "outlier", func(ctx context.Context) error { d.loop(ctx); return nil })
+	}()
 	return nil
 }
 
-// loop is the analysis goroutine started by Start.
-func (d *Detector) loop() {
-	defer close(d.done)
+// loop is the analysis loop started by Start, until Close or ctx ends.
+func (d *Detector) loop(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-d.stop:
+			return
+		case <-ctx.Done():
 			return
 		case now := <-t.C:
 			d.Tick(now)
@@ -155,6 +166,9 @@ func (d *Detector) Close() error {
 	}
 	d.closed = true
 	close(d.stop)
+	if d.cancelRun != nil {
+		d.cancelRun()
+	}
 	if d.started {
 		<-d.done
 	}

@@ -22,6 +22,11 @@ var ErrClosed = errors.New("health: closed")
 // GET / every 5 s with a 2 s timeout and expects a 2xx or 3xx status; two
 // passes mark an endpoint up, three failures mark it down.
 type CheckerConfig struct {
+	// Run runs each target's probe loop until ctx ends, and returns once
+	// loop has returned for the last time; name is "health " + the
+	// target's ID. Nil calls loop(ctx) directly. The gateway's owner
+	// passes one that supervises the loop (see proxy.Options.Run).
+	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
 	// TCP probes with a TCP connect instead of an HTTP request. Default
 	// false: HTTP.
 	TCP bool
@@ -209,7 +214,13 @@ func (c *Checker) SetTargets(ts []Target) error {
 		p := &probed{t: t, cancel: cancel}
 		c.targets[id] = p
 		jitter := time.Duration(c.rnd.Int64N(int64(c.cfg.Interval)))
-		c.wg.Go(func() { c.run(ctx, p, jitter) })
+		c.wg.Go(func() {
+			if c.cfg.Run == nil {
+				c.run(ctx, p, jitter)
+				return
+			}
+			c.cfg.Run(ctx, "health "+t.ID, func(ctx context.Context) error { c.run(ctx, p, jitter); return nil })
+		})
 	}
 	return nil
 }

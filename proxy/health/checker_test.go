@@ -341,3 +341,62 @@ func TestHostPort(t *testing.T) {
 		t.Errorf("probeURL = %q", got)
 	}
 }
+
+// TestRunHook: with CheckerConfig.Run and DetectorConfig.Run, each probe
+// loop and the analysis loop run through the hook (a supervisor in
+// cmd/bulwark), which may restart a loop that panicked, and Close ends
+// them.
+func TestRunHook(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		var names []string
+		panicked := false
+		run := func(ctx context.Context, name string, loop func(ctx context.Context) error) {
+			mu.Lock()
+			names = append(names, name)
+			mu.Unlock()
+			for ctx.Err() == nil { // a minimal supervisor: restart after a panic
+				func() {
+					defer func() { recover() }()
+					loop(ctx)
+				}()
+			}
+		}
+		probes := 0
+		probe := func(ctx context.Context, tg Target) error {
+			mu.Lock()
+			defer mu.Unlock()
+			probes++
+			if probes == 1 {
+				panicked = true
+				panic("first probe")
+			}
+			return nil
+		}
+		c, err := NewChecker(CheckerConfig{Probe: probe, Interval: time.Second, Rise: 1, Run: run})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := NewDetector(DetectorConfig{Interval: time.Second, Run: run})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetTargets([]Target{{ID: "a", Address: "1"}})
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if c.Health("a") != bulwark.HealthUp || !panicked {
+			t.Errorf("after a panicking first probe and a restart: health %v, panicked %v", c.Health("a"), panicked)
+		}
+		c.Close()
+		d.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		slices.Sort(names)
+		if !slices.Equal(names, []string{"health a", "outlier"}) {
+			t.Errorf("loops run through the hook: %v", names)
+		}
+	})
+}

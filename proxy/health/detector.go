@@ -1,6 +1,7 @@
 package health
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,11 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 // success-rate and latency outliers, eject for 30 s × the number of
 // ejections (at most 300 s), and enter panic below 50 % healthy endpoints.
 type DetectorConfig struct {
+	// Run runs the analysis loop started by Start until ctx ends, and
+	// returns once loop has returned for the last time. Nil calls
+	// loop(ctx) directly. The gateway's owner passes one that supervises
+	// the loop (see proxy.Options.Run).
+	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
 	// Interval is the time between analyses (success rate, latency,
 	// un-ejection) when the Detector runs its own loop. Default 10 s.
 	Interval time.Duration
@@ -234,6 +240,8 @@ type Detector struct {
 	closed  bool
 	stop    chan struct{}
 	done    chan struct{}
+	// cancelRun ends the context given to DetectorConfig.Run (set by Start).
+	cancelRun context.CancelFunc
 }
 
 // NewDetector returns a detector with no endpoints, or an error if cfg is
