@@ -66,7 +66,8 @@ func (g *Gateway) Listen() error {
 }
 
 func (g *Gateway) startListener(lc Listener) (*runningListener, error) {
-	ln, err := net.Listen("tcp", lc.Address)
+	lcfg := net.ListenConfig{Control: g.opts.ListenControl}
+	ln, err := lcfg.Listen(context.Background(), "tcp", lc.Address)
 	if err != nil {
 		return nil, err
 	}

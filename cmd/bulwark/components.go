@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/delivery"
 	"github.com/bulwark-go/bulwark/proxy"
@@ -23,6 +24,7 @@ type components struct {
 	logger      *slog.Logger
 	reg         *prometheus.Registry
 	node        *registry.Node
+	cluster     *cluster.Node
 	client      *registry.Client
 	gateway     *proxy.Gateway
 	delivery    *delivery.Service
@@ -102,6 +104,13 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		c.closeFns = append(c.closeFns, func() error { c.client.Close(); return nil })
 	}
 	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg, OnEvent: onEvent}
+	if f.Cluster != nil {
+		if c.cluster, err = openCluster(f.Cluster, logger, c.reg, onEvent); err != nil {
+			return c, err
+		}
+		c.closeFns = append(c.closeFns, c.cluster.Close)
+		opts.ListenControl = c.cluster.ListenControl
+	}
 	if c.client != nil {
 		opts.Resolver = c.client
 	}

@@ -72,6 +72,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if c.node != nil {
 		fmt.Fprintf(stdout, "registry node %s on %s\n", c.node.ID(), c.registryURL)
 	}
+	if c.cluster != nil {
+		fmt.Fprintf(stdout, "gateway cluster node %s competing for VIP %s\n", c.cluster.ID(), f.Cluster.VIP)
+	}
 	var admin *http.Server
 	if f.Admin.Address != "" {
 		ln, err := net.Listen("tcp", f.Admin.Address)
@@ -137,7 +140,13 @@ loop:
 	if admin != nil {
 		errs = append(errs, admin.Shutdown(sctx))
 	}
-	errs = append(errs, gw.Shutdown(sctx), c.close())
+	if c.cluster != nil {
+		// The VIP's owner drains before it hands the address over.
+		errs = append(errs, c.cluster.Leave(sctx, gw.Shutdown))
+	} else {
+		errs = append(errs, gw.Shutdown(sctx))
+	}
+	errs = append(errs, c.close())
 	return errors.Join(errs...)
 }
 
