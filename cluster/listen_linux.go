@@ -9,8 +9,8 @@ import (
 )
 
 // listeners keeps a duplicate of each gateway listening socket, so that
-// a graceful stop can fence them: a BPF filter that drops every packet
-// makes the kernel discard new SYNs silently (the client retransmits, and
+// a graceful stop can fence them: a BPF filter that drops SYNs makes the
+// kernel discard new connection attempts silently (the client retransmits, and
 // by then the VIP has moved) instead of answering with a reset, and the
 // duplicate keeps the socket listening after the gateway closes its copy,
 // so there is never a port without a listener to reset connections.
@@ -35,10 +35,22 @@ func (l *listeners) control(network, address string, c syscall.RawConn) error {
 	return errors.Join(err, dupErr)
 }
 
-// fence attaches the drop-all filter to every listening socket.
-func (l *listeners) fence() error {
-	drop := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
-	prog := unix.SockFprog{Len: 1, Filter: &drop[0]}
+// synDrop drops TCP segments with SYN set and ACK clear, and keeps all
+// others. A TCP socket filter sees the segment from its TCP header; byte
+// 13 holds the flags (SYN 0x02, ACK 0x10).
+var synDrop = []unix.SockFilter{
+	{Code: unix.BPF_LD | unix.BPF_B | unix.BPF_ABS, K: 13},
+	{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: 0x12},
+	{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: 0x02, Jt: 0, Jf: 1},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0},
+	{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff},
+}
+
+// fence attaches the SYN-drop filter to every listening socket: new
+// connections are refused silently (clients retransmit the SYN), while
+// handshakes already under way complete and are accepted.
+func (l *listeners) fence() (int, error) {
+	prog := unix.SockFprog{Len: uint16(len(synDrop)), Filter: &synDrop[0]}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var errs []error
@@ -47,7 +59,7 @@ func (l *listeners) fence() error {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return len(l.fds), errors.Join(errs...)
 }
 
 // close closes the duplicates.

@@ -89,6 +89,10 @@ type Status struct {
 	VIP      string `json:"vip,omitempty"`
 }
 
+// handshakeGrace is how long Leave waits, once new SYNs are dropped, for
+// handshakes already under way to complete (many round trips on a LAN).
+const handshakeGrace = 50 * time.Millisecond
+
 // ErrConfig wraps configuration problems.
 var ErrConfig = errors.New("cluster: invalid config")
 
@@ -235,9 +239,10 @@ func (n *Node) openRaft() error {
 	rc.LocalID = raft.ServerID(n.cfg.NodeID)
 	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
 	rc.ElectionTimeout = n.cfg.HeartbeatTimeout
-	// A leader that hears from no quorum for this long steps down; the
-	// lease does not depend on it (Hold does), it only ends the term.
-	rc.LeaderLeaseTimeout = n.cfg.HeartbeatTimeout / 2
+	// A leader that hears from no quorum for this long steps down. The
+	// lease does not depend on it (Hold does); shorter would only make
+	// a busy leader step down for nothing.
+	rc.LeaderLeaseTimeout = n.cfg.HeartbeatTimeout
 	rc.CommitTimeout = 10 * time.Millisecond
 	rc.SnapshotThreshold = 1024
 	rc.SnapshotInterval = 30 * time.Second
@@ -402,9 +407,21 @@ func (n *Node) event(kind, detail string) {
 }
 
 // ListenControl is a net.ListenConfig.Control function for the gateway's
-// listeners: it lets Leave fence them (see Leave).
+// listeners: it lets Leave fence them (see Leave). Prefer ListenConfig,
+// which also turns off MPTCP (Go's default for listeners), whose sockets
+// take no socket filter.
 func (n *Node) ListenControl(network, address string, c syscall.RawConn) error {
 	return n.lns.control(network, address, c)
+}
+
+// ListenConfig opens the gateway's listeners so that Leave can fence them:
+// plain TCP (not MPTCP) with ListenControl.
+func (n *Node) ListenConfig() *net.ListenConfig { return n.listenConfigFor(&n.lns) }
+
+func (n *Node) listenConfigFor(l *listeners) *net.ListenConfig {
+	lc := &net.ListenConfig{Control: l.control}
+	lc.SetMultipathTCP(false)
+	return lc
 }
 
 // Leave stops the node gracefully. If it holds the VIP, it first fences
@@ -420,8 +437,16 @@ func (n *Node) Leave(ctx context.Context, drain func(context.Context) error) err
 	held, _ := n.fence.status()
 	var errs []error
 	if held {
-		if err := n.lns.fence(); err != nil {
+		if k, err := n.lns.fence(); err != nil {
 			n.logger.Warn("cluster: fencing listeners failed; new connections may be reset during the handover", "err", err)
+		} else {
+			n.logger.Info("cluster: handing over: new connections are held back", "listeners", k)
+		}
+		// Let handshakes that were under way complete and be accepted
+		// before drain closes the gateway's listeners.
+		select {
+		case <-time.After(handshakeGrace):
+		case <-ctx.Done():
 		}
 	}
 	if drain != nil {

@@ -36,7 +36,6 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -59,9 +58,9 @@ type Options struct {
 	// OnEvent is told of ejections, returns and breaker state changes (for
 	// the dashboard's event log). It must not block.
 	OnEvent func(Event)
-	// ListenControl, when set, is the listeners' net.ListenConfig.Control
-	// (a gateway cluster fences the sockets through it on handover).
-	ListenControl func(network, address string, c syscall.RawConn) error
+	// ListenConfig, when set, opens the listeners (a gateway cluster
+	// fences the sockets through it on handover).
+	ListenConfig *net.ListenConfig
 }
 
 func (o *Options) logger() *slog.Logger {

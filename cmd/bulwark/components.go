@@ -109,7 +109,7 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 			return c, err
 		}
 		c.closeFns = append(c.closeFns, c.cluster.Close)
-		opts.ListenControl = c.cluster.ListenControl
+		opts.ListenConfig = c.cluster.ListenConfig()
 	}
 	if c.client != nil {
 		opts.Resolver = c.client
