@@ -296,7 +296,7 @@ func (h *haCluster) load(workers int) *load {
 // 100 ms) and sends one request on it.
 type probe struct {
 	mu     sync.Mutex
-	ok     []time.Time // when a probe's answer arrived
+	ok     []time.Time    // when a probe's answer arrived
 	failed []probeFailure // connected, then no answer
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
