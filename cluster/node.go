@@ -327,6 +327,7 @@ func (n *Node) endTerm(reason string) {
 // renew until the term ends. The fence drops the address by itself if
 // renewals stop succeeding in time.
 func (n *Node) lead(ctx context.Context) {
+	termStart := time.Now()
 	// Apply everything committed by earlier leaders (a renewal the old
 	// holder got committed must be seen, or we would not wait for it).
 	for {
@@ -337,6 +338,17 @@ func (n *Node) lead(ctx context.Context) {
 		}
 	}
 	st := n.fsm.state()
+	if st.Applied.After(termStart) {
+		// The last lease entry came from an earlier term but was only
+		// committed (so applied) in ours. It was in our log before we
+		// became leader, received by an AppendEntries call no later than
+		// Raft's LastContact (set after each successful one), and it was
+		// proposed before it was received: counting from LastContact
+		// is safe, and spares the wait a failure-detection delay.
+		if lc := n.raft.LastContact(); !lc.IsZero() && lc.Before(st.Applied) {
+			st.Applied = lc
+		}
+	}
 	if free, wait := st.Free(time.Now(), n.t.Drift); !free {
 		n.logger.Info("cluster: leader; waiting for the previous lease to run out", "holder", st.Holder, "wait", wait)
 		select {

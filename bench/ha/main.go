@@ -228,6 +228,11 @@ vrrp_instance VI_1 {
 		// Stale VIP from a killed keepalived (it does not clean up on SIGKILL).
 		exec.Command("ip", "-n", node.NS, "addr", "del", vip.String()+"/24", "dev", "eth0").Run()
 		pid := filepath.Join(r.work, name)
+		// A killed keepalived leaves its pid files; with pids reused it
+		// would then refuse to start ("daemon is already running").
+		for _, f := range []string{".pid", "-vrrp.pid", "-chk.pid"} {
+			os.Remove(pid + f)
+		}
 		if err := r.spawn(name, "keepalived", "-n", "-l", "-D", "-f", kcPath, "-p", pid+".pid", "-r", pid+"-vrrp.pid", "-c", pid+"-chk.pid"); err != nil {
 			return err
 		}

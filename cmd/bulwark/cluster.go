@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
+	"time"
+
+	"github.com/bulwark-go/bulwark"
 
 	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/config"
@@ -38,4 +43,30 @@ func openCluster(c *config.Cluster, logger *slog.Logger, reg prometheus.Register
 // clusterHandler serves GET /api/cluster: this node's view of the VIP.
 func clusterHandler(n *cluster.Node) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { writeJSONTo(w, http.StatusOK, n.Status()) }
+}
+
+// gatewayService is the registry service gateway-cluster nodes register
+// under, for clients that prefer client-side failover over the VIP.
+const gatewayService = "bulwark-gateway"
+
+// registerGateway lists this gateway node in the registry (when the
+// process has a registry client): its own address (the cluster's Raft
+// host with the first listener's port), the VIP in metadata. The returned
+// function deregisters it.
+func registerGateway(ctx context.Context, c *components, f *config.File, logger *slog.Logger) func() {
+	if c.cluster == nil || c.client == nil || len(c.gateway.Addrs()) == 0 {
+		return func() {}
+	}
+	host, _, _ := net.SplitHostPort(f.Cluster.Raft)
+	_, port, _ := net.SplitHostPort(c.gateway.Addrs()[0].String())
+	inst := bulwark.Instance{Service: gatewayService, ID: f.Cluster.NodeID, Address: "http://" + net.JoinHostPort(host, port),
+		Metadata: map[string]string{"vip": f.Cluster.VIP, "role": "gateway"}}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	reg, err := c.client.Register(rctx, inst, 0)
+	if err != nil {
+		logger.Warn("cluster: could not list this gateway in the registry", "err", err)
+		return func() {}
+	}
+	return func() { reg.Close() }
 }

@@ -74,6 +74,8 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if c.cluster != nil {
 		fmt.Fprintf(stdout, "gateway cluster node %s competing for VIP %s\n", c.cluster.ID(), f.Cluster.VIP)
+		deregister := registerGateway(ctx, c, f, logger)
+		defer deregister()
 	}
 	var admin *http.Server
 	if f.Admin.Address != "" {
