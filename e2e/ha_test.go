@@ -3,8 +3,10 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -418,6 +420,46 @@ func haFailures(rs []result, start, after time.Time) (n int, errs []string) {
 
 const haWorkers = 4
 
+// checkAdmin reads every node's /api/cluster and /metrics (from the client
+// namespace): all agree on the owner, and the owner's metrics say so.
+func (h *haCluster) checkAdmin(owner string) {
+	h.t.Helper()
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: h.client.DialContext}}
+	defer client.CloseIdleConnections()
+	get := func(url string) string {
+		resp, err := client.Get(url)
+		if err != nil {
+			h.t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for i, name := range haNames {
+		base := "http://" + net.JoinHostPort(haGateway[i].String(), "9090")
+		var st struct {
+			Node, Owner string
+			Holding     bool
+		}
+		for {
+			json.Unmarshal([]byte(get(base+"/api/cluster")), &st)
+			if st.Owner == owner || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if st.Node != name || st.Owner != owner || st.Holding != (name == owner) {
+			h.t.Errorf("%s /api/cluster = %+v, want owner %s", name, st, owner)
+		}
+		m := get(base + "/metrics")
+		want := fmt.Sprintf("bulwark_cluster_vip_owner{node=%q} %d", name, map[bool]int{true: 1, false: 0}[name == owner])
+		if !strings.Contains(m, want) || !strings.Contains(m, "bulwark_cluster_handovers_total") || !strings.Contains(m, "bulwark_cluster_lease_age_seconds") {
+			h.t.Errorf("%s /metrics lacks %q or the lease metrics", name, want)
+		}
+	}
+}
+
 // TestHAKillOwner: kill -9 of the VIP owner; new connections succeed
 // again once another node holds the VIP, and only requests in flight on
 // the dead node fail.
@@ -468,6 +510,7 @@ func TestHAKillOwner(t *testing.T) {
 func TestHAGracefulStop(t *testing.T) {
 	h := newHA(t)
 	owner, _ := h.waitOwner("", 30*time.Second)
+	h.checkAdmin(owner)
 	l := h.load(haWorkers)
 	waitServing(t, l, 50)
 	pr := h.probe()

@@ -13,7 +13,13 @@
 // first answered request sent after the kill. A closed-loop client
 // (4 workers, keep-alive, 2 s timeout) counts failed requests. After each
 // kill the node comes back (link up, processes restarted) and the system
-// settles before the next kill.
+// settles before the next kill. Last, the owner is cut off from the other
+// two with nftables for 5 s and every namespace is sampled every 10 ms
+// for two VIP holders (split brain).
+//
+// Systems: bulwark (defaults), keepalived (defaults: advert_int 1 s),
+// and the tuned variants bulwark-fast (lease 400 ms, Raft heartbeat
+// 150 ms) and keepalived-fast (VRRPv3, advert_int 0.1 s).
 //
 // Run it through run.sh (root: it builds everything and runs this under
 // private PID and network namespaces). Nothing leaves those namespaces.
@@ -61,7 +67,7 @@ func main() {
 	bin := flag.String("bin", "bulwark", "bulwark binary")
 	work := flag.String("work", "/tmp/habench", "work directory (configs, logs)")
 	kills := flag.Int("kills", 10, "kills per system")
-	systems := flag.String("systems", "bulwark,keepalived,keepalived-fast", "systems to measure")
+	systems := flag.String("systems", "bulwark,keepalived,bulwark-fast,keepalived-fast", "systems to measure")
 	jsonOut := flag.String("json", "", "write results here")
 	flag.Parse()
 	if why := hanet.Usable(); why != "" {
@@ -76,9 +82,10 @@ func main() {
 		all = append(all, r)
 	}
 	fmt.Println()
-	fmt.Printf("%-16s %5s %12s %12s %12s %16s %10s\n", "system", "kills", "median", "worst", "best", "failed requests", "requests")
+	fmt.Printf("%-16s %5s %10s %10s %10s %8s %10s %12s\n", "system", "kills", "median", "worst", "best", "failed", "requests", "split-brain")
 	for _, r := range all {
-		fmt.Printf("%-16s %5d %12v %12v %12v %16d %10d\n", r.System, len(r.Failover), r.Median, r.Worst, r.Best, r.Failed, r.Requests)
+		fmt.Printf("%-16s %5d %10v %10v %10v %8d %10d %6d/%d\n", r.System, len(r.Failover), r.Median.Round(time.Millisecond), r.Worst.Round(time.Millisecond),
+			r.Best.Round(time.Millisecond), r.Failed, r.Requests, r.SplitSamples, r.PartitionSamples)
 	}
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(all, "", "  ")
@@ -100,6 +107,10 @@ type result struct {
 	Failed   int             `json:"failed_requests"`
 	Requests int             `json:"requests"`
 	Errors   []string        `json:"sample_errors,omitempty"`
+	// PartitionSamples and SplitSamples: holder samples during a partition
+	// of the owner, and how many saw two holders.
+	PartitionSamples int `json:"partition_samples"`
+	SplitSamples     int `json:"split_brain_samples"`
 }
 
 func measure(bin, work, sys string, kills int) (result, error) {
@@ -149,8 +160,7 @@ func measure(bin, work, sys string, kills int) (result, error) {
 		if err != nil {
 			return res, err
 		}
-		r.killNode(owner)
-		t0 := time.Now() // the node is dead from here: no process, no link
+		t0 := r.killNode(owner) // the node's processes are dead from here; its link goes down next
 		d, err := pr.firstAfter(t0, 20*time.Second)
 		if err != nil {
 			return res, fmt.Errorf("kill %d of %s: %w", k+1, owner, err)
@@ -163,6 +173,30 @@ func measure(bin, work, sys string, kills int) (result, error) {
 		}
 		time.Sleep(4 * time.Second) // let it rejoin (Raft catch-up, VRRP backup) before the next kill
 	}
+	// One partition: the owner cut off from the other two for 5 s,
+	// holders sampled every 10 ms in every namespace.
+	owner, err := r.waitOwner("", 30*time.Second)
+	if err != nil {
+		return res, err
+	}
+	var peers []*hanet.Node
+	for _, nm := range names {
+		if nm != owner {
+			peers = append(peers, r.net.Nodes[nm])
+		}
+	}
+	if err := r.net.Nodes[owner].Cut(peers...); err != nil {
+		return res, err
+	}
+	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		held, _ := r.net.Holders(vip, names...)
+		res.PartitionSamples++
+		if len(held) > 1 {
+			res.SplitSamples++
+		}
+	}
+	r.net.Nodes[owner].Heal()
+	fmt.Printf("%s partition of the owner: %d of %d samples (10 ms apart) saw two VIP holders\n", sys, res.SplitSamples, res.PartitionSamples)
 	cancel()
 	res.Requests, res.Failed, res.Errors = ld.finish()
 	s := slices.Clone(res.Failover)
@@ -179,7 +213,7 @@ func (r *run) start(sys string, i int) error {
 	node := r.net.Nodes[name]
 	gwCfg := filepath.Join(r.work, name+".yaml")
 	cfg := fmt.Sprintf("listeners:\n  - address: \":8080\"\nupstreams:\n  - name: app\n    endpoints:\n      - url: http://%s:9000\nroutes:\n  - upstream: app\n", clientIP)
-	if sys == "bulwark" {
+	if strings.HasPrefix(sys, "bulwark") {
 		var peers []string
 		for j, ip := range gwIPs {
 			if j != i {
@@ -188,6 +222,10 @@ func (r *run) start(sys string, i int) error {
 		}
 		cfg += fmt.Sprintf("cluster:\n  node_id: %s\n  raft: \"%s:7946\"\n  data_dir: %s\n  vip: %s\n  interface: eth0\n  peers:\n%s\n",
 			name, gwIPs[i], filepath.Join(r.work, name+"-data"), vip, strings.Join(peers, "\n"))
+		if sys == "bulwark-fast" {
+			// Tuned like keepalived-fast: shorter lease and Raft timeouts.
+			cfg += "  lease: 400ms\n  renew: 50ms\n  removal: 75ms\n  drift: 25ms\n  heartbeat_timeout: 150ms\n"
+		}
 	}
 	if err := os.WriteFile(gwCfg, []byte(cfg), 0o644); err != nil {
 		return err
@@ -255,8 +293,9 @@ func (r *run) spawn(name, bin string, args ...string) error {
 	return nil
 }
 
-// killNode SIGKILLs every process in the node's namespace and downs its link.
-func (r *run) killNode(name string) {
+// killNode SIGKILLs every process in the node's namespace and downs its
+// link. It returns when the processes were killed.
+func (r *run) killNode(name string) time.Time {
 	ns := r.net.Nodes[name].NS
 	out, _ := exec.Command("ip", "netns", "pids", ns).Output()
 	for _, f := range strings.Fields(string(out)) {
@@ -266,7 +305,9 @@ func (r *run) killNode(name string) {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
+	killed := time.Now()
 	exec.Command("ip", "-n", ns, "link", "set", "eth0", "down").Run()
+	return killed
 }
 
 func (r *run) stop(name string) {

@@ -193,7 +193,9 @@ func (node *Node) DialContext(ctx context.Context, network, addr string) (net.Co
 }
 
 // Cut drops all traffic between node and the peers (both directions,
-// filtered in node's namespace) with an nftables table of its own.
+// filtered in node's namespace) with an nftables table of its own,
+// including what node sends to multicast groups (VRRP adverts) and
+// receives from the peers there.
 func (node *Node) Cut(peers ...*Node) error {
 	var ips []string
 	for _, p := range peers {
@@ -202,7 +204,7 @@ func (node *Node) Cut(peers ...*Node) error {
 	set := "{ " + strings.Join(ips, ", ") + " }"
 	rules := "table inet bwcut {\n" +
 		" chain in { type filter hook input priority -10; policy accept; ip saddr " + set + " drop; }\n" +
-		" chain out { type filter hook output priority -10; policy accept; ip daddr " + set + " drop; }\n}\n"
+		" chain out { type filter hook output priority -10; policy accept; ip daddr " + set + " drop; ip daddr 224.0.0.0/4 drop; }\n}\n"
 	node.Heal()
 	cmd := exec.Command("ip", "netns", "exec", node.NS, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
