@@ -254,6 +254,22 @@ func (h *haCluster) timelineLocked() string {
 	return b.String()
 }
 
+// nextMove is when, after the VIP reached next at movedAt, it next left
+// next (or the far future). On a badly overloaded machine a Raft leader
+// can miss its heartbeats and lose the VIP for no fault of the scenario;
+// requests that failure breaks are not the scenario's, and the test says
+// so in its log instead of counting them.
+func (h *haCluster) nextMove(movedAt time.Time, next string) time.Time {
+	for _, c := range h.changesSince(movedAt.Add(20 * time.Millisecond)) {
+		if len(c.holders) != 1 || c.holders[0] != next {
+			h.t.Logf("the VIP left %s again at %s without a fault (overloaded machine?); requests begun after that are not counted: %s",
+				next, c.at.Format("15:04:05.000"), h.timeline())
+			return c.at
+		}
+	}
+	return time.Now().Add(time.Hour)
+}
+
 // changesSince counts holder-set changes after t.
 func (h *haCluster) changesSince(t time.Time) []haChange {
 	h.pollMu.Lock()
@@ -403,9 +419,11 @@ func firstSuccessAfter(rs []result, start, t time.Time) (time.Duration, bool) {
 	return best, best >= 0
 }
 
-func haFailures(rs []result, start, after time.Time) (n int, errs []string) {
+// haFailures counts failed requests that ended after after and began
+// before until.
+func haFailures(rs []result, start, after, until time.Time) (n int, errs []string) {
 	for _, r := range rs {
-		if start.Add(r.at).Add(r.latency).Before(after) {
+		if start.Add(r.at).Add(r.latency).Before(after) || !start.Add(r.at).Before(until) {
 			continue
 		}
 		if r.err != nil || r.status != 200 {
@@ -483,17 +501,18 @@ func TestHAKillOwner(t *testing.T) {
 		}
 		t.Fatalf("no new connection was answered after the kill")
 	}
-	failed, errs := haFailures(rs, l.start, t0)
+	until := h.nextMove(movedAt, next)
+	failed, errs := haFailures(rs, l.start, t0, until)
 	t.Logf("kill -9 %s: VIP on %s after %v; first new connection answered after %v; load: %d requests, %d failed %v; probes failed %d %v",
 		owner, next, movedAt.Sub(t0), first, len(rs), failed, errs, len(probeFailed), probeFailed)
 	if failed > haWorkers {
 		t.Errorf("%d requests failed; at most the %d in flight on the dead node may", failed, haWorkers)
 	}
-	if late, _ := haFailures(rs, l.start, movedAt.Add(2100*time.Millisecond)); late > 0 {
+	if late, _ := haFailures(rs, l.start, movedAt.Add(2100*time.Millisecond), until); late > 0 {
 		t.Errorf("%d requests failed that ended after the in-flight ones timed out", late)
 	}
 	for _, f := range probeFailed {
-		if f.begin.After(movedAt) {
+		if f.begin.After(movedAt) && f.begin.Before(until) {
 			t.Errorf("a probe begun %v after the VIP moved failed: %s", f.begin.Sub(movedAt), f.what)
 		}
 	}
@@ -525,8 +544,10 @@ func TestHAGracefulStop(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	rs := l.finish()
-	failed, errs := haFailures(rs, l.start, l.start)
+	until := h.nextMove(movedAt, next)
+	failed, errs := haFailures(rs, l.start, l.start, until)
 	first, probeFailed := pr.finish(t0)
+	probeFailed = slices.DeleteFunc(probeFailed, func(f probeFailure) bool { return !f.begin.Before(until) })
 	t.Logf("SIGTERM %s: VIP on %s after %v; first new connection answered after %v; load: %d requests, %d failed %v; probes failed %d %v",
 		owner, next, movedAt.Sub(t0), first, len(rs), failed, errs, len(probeFailed), probeFailed)
 	if failed != 0 || len(probeFailed) != 0 {
