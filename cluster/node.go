@@ -328,6 +328,23 @@ func (n *Node) endTerm(reason string) {
 // renewals stop succeeding in time.
 func (n *Node) lead(ctx context.Context) {
 	termStart := time.Now()
+	// A failed acquisition or a refused renewal (a transient Raft error)
+	// must not leave a leader that holds nothing: start over, waiting
+	// out the lease again, until the term ends.
+	for ctx.Err() == nil {
+		n.leadOnce(ctx, termStart)
+		if ctx.Err() != nil {
+			return
+		}
+		n.fence.drop("restarting the lease")
+		select {
+		case <-ctx.Done():
+		case <-time.After(n.t.Renew):
+		}
+	}
+}
+
+func (n *Node) leadOnce(ctx context.Context, termStart time.Time) {
 	// Apply everything committed by earlier leaders (a renewal the old
 	// holder got committed must be seen, or we would not wait for it).
 	for {
