@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -68,5 +69,6 @@ func registerGateway(ctx context.Context, c *components, f *config.File, logger 
 		logger.Warn("cluster: could not list this gateway in the registry", "err", err)
 		return func() {}
 	}
-	return func() { reg.Close() }
+	var once sync.Once
+	return func() { once.Do(func() { reg.Close() }) }
 }

@@ -72,9 +72,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if c.node != nil {
 		fmt.Fprintf(stdout, "registry node %s on %s\n", c.node.ID(), c.registryURL)
 	}
+	deregister := func() {}
 	if c.cluster != nil {
 		fmt.Fprintf(stdout, "gateway cluster node %s competing for VIP %s\n", c.cluster.ID(), f.Cluster.VIP)
-		deregister := registerGateway(ctx, c, f, logger)
+		deregister = registerGateway(ctx, c, f, logger)
 		defer deregister()
 	}
 	var admin *http.Server
@@ -143,7 +144,9 @@ loop:
 		errs = append(errs, admin.Shutdown(sctx))
 	}
 	if c.cluster != nil {
-		// The VIP's owner drains before it hands the address over.
+		// Off the registry first, then the VIP's owner drains before it
+		// hands the address over.
+		deregister()
 		errs = append(errs, c.cluster.Leave(sctx, gw.Shutdown))
 	} else {
 		errs = append(errs, gw.Shutdown(sctx))
