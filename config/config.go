@@ -36,6 +36,8 @@ type File struct {
 	Discovery Discovery `yaml:"discovery"`
 	// Delivery stores async routes' requests.
 	Delivery *Delivery `yaml:"delivery"`
+	// Cluster makes this gateway one of a cluster that owns a virtual IP.
+	Cluster *Cluster `yaml:"cluster"`
 	// Tracing exports OpenTelemetry traces; off by default.
 	Tracing Tracing `yaml:"tracing"`
 }

@@ -164,6 +164,9 @@ func (f *File) validateSections(add func(path, format string, args ...any)) {
 			add("delivery.replicas", "use 1, 3 or 5")
 		}
 	}
+	if f.Cluster != nil {
+		f.Cluster.validate(add)
+	}
 	needsDiscovery := false
 	for _, u := range f.Upstreams {
 		if u.Discover != "" {
@@ -187,4 +190,92 @@ func (f *File) validateSections(add func(path, format string, args ...any)) {
 	if needsDelivery && f.Delivery == nil {
 		add("delivery", "a route is async: add a delivery section (data_dir for the embedded store)")
 	}
+}
+
+// Cluster makes this gateway one node of a gateway cluster (package
+// cluster): 3 or 5 `bulwark run` nodes with the same routes, one of which
+// owns a virtual IP by a lease decided through Raft.
+type Cluster struct {
+	// NodeID names this node, unique in the cluster. Required.
+	NodeID string `yaml:"node_id"`
+	// Raft is the cluster transport's host:port, a concrete IP the peers
+	// reach. Required.
+	Raft string `yaml:"raft"`
+	// Peers are the other nodes (2 or 4 of them).
+	Peers []ClusterPeer `yaml:"peers"`
+	// DataDir keeps the Raft log across restarts; empty keeps it in
+	// memory (see docs/ha.md).
+	DataDir string `yaml:"data_dir"`
+	// VIP is the virtual IPv4 address clients use. Required.
+	VIP string `yaml:"vip"`
+	// Interface is the LAN interface the VIP is announced on. Required.
+	Interface string `yaml:"interface"`
+	// Device names the TUN device that carries the VIP; default bwvip0.
+	Device string `yaml:"device"`
+	// Lease, Renew, Removal and Drift are the lease arithmetic; defaults
+	// 600ms, 100ms, 100ms, 50ms (docs/ha.md).
+	Lease   time.Duration `yaml:"lease"`
+	Renew   time.Duration `yaml:"renew"`
+	Removal time.Duration `yaml:"removal"`
+	Drift   time.Duration `yaml:"drift"`
+	// HeartbeatTimeout is Raft's; default 300ms.
+	HeartbeatTimeout time.Duration `yaml:"heartbeat_timeout"`
+}
+
+// ClusterPeer is another node of the gateway cluster.
+type ClusterPeer struct {
+	ID   string `yaml:"id"`
+	Raft string `yaml:"raft"`
+}
+
+func (c *Cluster) validate(add func(path, format string, args ...any)) {
+	if c.NodeID == "" {
+		add("cluster.node_id", "missing: each gateway node needs a unique id")
+	}
+	if _, _, err := net.SplitHostPort(c.Raft); err != nil {
+		add("cluster.raft", "%q is not host:port", c.Raft)
+	}
+	if ip := net.ParseIP(c.VIP); ip == nil || ip.To4() == nil {
+		add("cluster.vip", "%q is not an IPv4 address", c.VIP)
+	}
+	if c.Interface == "" {
+		add("cluster.interface", "missing: name the LAN interface the VIP is announced on (e.g. eth0)")
+	}
+	if n := len(c.Peers) + 1; n != 3 && n != 5 {
+		add("cluster.peers", "a cluster has 3 or 5 nodes (this one and 2 or 4 peers), not %d: with 2 or 4 a failure stops it as surely as with one fewer", n)
+	}
+	seen := map[string]bool{c.NodeID: true}
+	for i, p := range c.Peers {
+		path := fmt.Sprintf("cluster.peers[%d]", i)
+		if p.ID == "" || p.Raft == "" {
+			add(path, "a peer needs id and raft")
+			continue
+		}
+		if seen[p.ID] {
+			add(path, "id %q appears twice", p.ID)
+		}
+		seen[p.ID] = true
+		if _, _, err := net.SplitHostPort(p.Raft); err != nil {
+			add(path+".raft", "%q is not host:port", p.Raft)
+		}
+	}
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{{"cluster.lease", c.Lease}, {"cluster.renew", c.Renew}, {"cluster.removal", c.Removal}, {"cluster.drift", c.Drift}, {"cluster.heartbeat_timeout", c.HeartbeatTimeout}} {
+		if d.v < 0 {
+			add(d.path, "must not be negative")
+		}
+	}
+	lease, renew, removal, drift := or0(c.Lease, 600*time.Millisecond), or0(c.Renew, 100*time.Millisecond), or0(c.Removal, 100*time.Millisecond), or0(c.Drift, 50*time.Millisecond)
+	if lease-removal-drift < 2*renew {
+		add("cluster.lease", "lease (%v) must exceed removal (%v) + drift (%v) + two renewals (%v), or the owner drops the VIP between renewals", lease, removal, drift, 2*renew)
+	}
+}
+
+func or0(v, def time.Duration) time.Duration {
+	if v == 0 {
+		return def
+	}
+	return v
 }

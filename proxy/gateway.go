@@ -67,6 +67,9 @@ type Options struct {
 	// runs the loop under the process's supervision tree, so a panic in
 	// it is recovered and the loop restarted.
 	Run func(ctx context.Context, name string, loop func(ctx context.Context) error)
+	// ListenConfig, when set, opens the listeners (a gateway cluster
+	// fences the sockets through it on handover).
+	ListenConfig *net.ListenConfig
 }
 
 func (o *Options) logger() *slog.Logger {

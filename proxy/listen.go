@@ -66,7 +66,11 @@ func (g *Gateway) Listen() error {
 }
 
 func (g *Gateway) startListener(lc Listener) (*runningListener, error) {
-	ln, err := net.Listen("tcp", lc.Address)
+	lcfg := g.opts.ListenConfig
+	if lcfg == nil {
+		lcfg = &net.ListenConfig{}
+	}
+	ln, err := lcfg.Listen(context.Background(), "tcp", lc.Address)
 	if err != nil {
 		return nil, err
 	}

@@ -24,6 +24,9 @@ func adminHandler(c *components, d *dashboard.Dashboard) http.Handler {
 	mux.Handle("GET /metrics", admin)
 	mux.Handle("GET /api/upstreams", admin)
 	mux.Handle("GET /healthz", admin)
+	if c.cluster != nil {
+		mux.Handle("GET /api/cluster", clusterHandler(c.cluster))
+	}
 	if c.delivery != nil {
 		mux.HandleFunc("POST /api/delivery/replay", func(w http.ResponseWriter, r *http.Request) { replayHandler(w, r, c.delivery) })
 		mux.HandleFunc("GET /api/delivery/dead", func(w http.ResponseWriter, r *http.Request) {

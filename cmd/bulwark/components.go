@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/delivery"
 	"github.com/bulwark-go/bulwark/pki"
@@ -26,6 +27,7 @@ type components struct {
 	logger      *slog.Logger
 	reg         *prometheus.Registry
 	node        *registry.Node
+	cluster     *cluster.Node
 	client      *registry.Client
 	gateway     *proxy.Gateway
 	delivery    *delivery.Service
@@ -139,6 +141,13 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 	opts := proxy.Options{Logger: logger.With("component", "gateway"), Registry: c.reg, OnEvent: onEvent, Tracer: gatewayTracer(c.tracer)}
 	if loops != nil {
 		opts.Run = loops.run
+	}
+	if f.Cluster != nil {
+		if c.cluster, err = openCluster(f.Cluster, logger, c.reg, onEvent); err != nil {
+			return c, err
+		}
+		c.closeFns = append(c.closeFns, c.cluster.Close)
+		opts.ListenConfig = c.cluster.ListenConfig()
 	}
 	if c.client != nil {
 		opts.Resolver = c.client

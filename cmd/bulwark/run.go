@@ -71,12 +71,24 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if c.node != nil {
 		fmt.Fprintf(stdout, "registry node %s on %s\n", c.node.ID(), c.registryURL)
 	}
+	shutdownGateway := gw.Shutdown
+	if c.cluster != nil {
+		fmt.Fprintf(stdout, "gateway cluster node %s competing for VIP %s\n", c.cluster.ID(), f.Cluster.VIP)
+		deregister := registerGateway(ctx, c, f, logger)
+		defer deregister()
+		// Off the registry first, then the VIP's owner drains before it
+		// hands the address over.
+		shutdownGateway = func(ctx context.Context) error {
+			deregister()
+			return c.cluster.Leave(ctx, gw.Shutdown)
+		}
+	}
 	// The process's supervision tree (docs/architecture.md).
 	hook := panicHookFromEnv()
 	root := supervise.New(supervise.Config{Name: "bulwark", MaxRestarts: 20, Period: time.Minute,
 		Observer: treeObserver(logger, events, c.reg)})
 	root.Add(supervise.Spec{Name: "loops", Service: loops.sup})
-	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, *drain), Shutdown: *drain + time.Second})
+	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(shutdownGateway, *drain), Shutdown: *drain + time.Second})
 	if f.Admin.Address != "" {
 		ln, err := net.Listen("tcp", f.Admin.Address)
 		if err != nil {
