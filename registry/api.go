@@ -268,6 +268,12 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleServices(w http.ResponseWriter, r *http.Request) {
+	if c, err := wantConsistent(r); err != nil {
+		n.writeError(w, err)
+		return
+	} else if c && !n.consistent(w, r) {
+		return
+	}
 	svcs, index := n.fsm.services()
 	n.writeJSON(w, http.StatusOK, index, ServicesResponse{Index: index, Stale: n.stale(), Services: svcs})
 }
@@ -288,6 +294,12 @@ func (n *Node) handleService(w http.ResponseWriter, r *http.Request) {
 	minIndex, err := minIndexParam(r.URL.Query())
 	if err != nil {
 		n.writeError(w, err)
+		return
+	}
+	if c, err := wantConsistent(r); err != nil {
+		n.writeError(w, err)
+		return
+	} else if c && !n.consistent(w, r) {
 		return
 	}
 	if !n.waitCatalog(r.Context(), minIndex, minIndexWait) {

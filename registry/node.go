@@ -42,6 +42,7 @@ type Node struct {
 	fwd      *http.Client // forwarding and join requests to other nodes
 
 	leaseReady atomic.Bool // leader's lease loop has caught up
+	barrier    readBarrier // coalesces consistent reads' barriers
 	ctx        context.Context
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
