@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/bulwark-go/bulwark/internal/writeauth"
 )
 
 // Peer names another registry node: its Raft identity and the two addresses
@@ -51,7 +53,9 @@ type Config struct {
 	Peers []Peer
 
 	// Token, when set, is required as "Authorization: Bearer <Token>" on
-	// every write (register, renew, deregister, join). Default: no auth.
+	// every write (register, renew, deregister, join): 401 without it, 403
+	// when wrong. Default: no auth, which Validate allows only when
+	// HTTPAddr is a loopback address.
 	Token string
 
 	// DefaultTTL is the lease TTL for registrations that give none.
@@ -153,6 +157,10 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("%w: %s %q: %v", ErrInvalid, name, a, err)
 		}
+	}
+	if err := writeauth.CheckListener(c.HTTPAddr, writeauth.Config{Token: c.Token}, "registry: HTTPAddr",
+		"a Token (registry.token in bulwark.yaml, or BULWARK_REGISTRY_TOKEN)"); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if c.MinTTL <= 0 || c.MaxTTL < c.MinTTL {
 		return fmt.Errorf("%w: MinTTL %v / MaxTTL %v: want 0 < MinTTL <= MaxTTL", ErrInvalid, c.MinTTL, c.MaxTTL)

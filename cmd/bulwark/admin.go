@@ -8,18 +8,40 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bulwark-go/bulwark/dashboard"
 	"github.com/bulwark-go/bulwark/delivery"
+	"github.com/bulwark-go/bulwark/internal/writeauth"
 )
+
+// adminTokenEnv supplies the admin token when the config has none.
+const adminTokenEnv = "BULWARK_ADMIN_TOKEN"
+
+// adminAuth is how the admin listener authenticates writes: the config's
+// token, else $BULWARK_ADMIN_TOKEN.
+func adminAuth(token string) writeauth.Config {
+	if token == "" {
+		token = os.Getenv(adminTokenEnv)
+	}
+	return writeauth.Config{Token: token, Realm: "bulwark-admin"}
+}
+
+// checkAdminListener refuses an admin listener that other hosts can reach
+// when no token is configured.
+func checkAdminListener(addr, what string, auth writeauth.Config) error {
+	return writeauth.CheckListener(addr, auth, what, "admin.token in the config file or "+adminTokenEnv+" in the environment")
+}
 
 // adminHandler is the admin listener of `bulwark run` and the dashboard
 // port of `bulwark up`: Prometheus metrics, the gateway's admin API, the
-// delivery admin API, and the dashboard.
-func adminHandler(c *components, d *dashboard.Dashboard) http.Handler {
+// delivery admin API, and the dashboard. Its write APIs (dead-letter
+// replay, chaos controls) need auth's token when set, and refuse
+// cross-origin browser requests.
+func adminHandler(c *components, d *dashboard.Dashboard, auth writeauth.Config) http.Handler {
 	mux := http.NewServeMux()
 	admin := c.gateway.AdminHandler()
 	mux.Handle("GET /metrics", admin)
@@ -43,7 +65,7 @@ func adminHandler(c *components, d *dashboard.Dashboard) http.Handler {
 	if d != nil {
 		mux.Handle("/", d.Handler())
 	}
-	return mux
+	return writeauth.Protect(mux, auth)
 }
 
 // replayRequest is the body of POST /api/delivery/replay.
@@ -98,6 +120,7 @@ func runDelivery(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	upstream := fs.String("upstream", "", "replay only messages for this upstream")
 	route := fs.String("route", "", "replay only messages from this route")
 	limit := fs.Int("limit", 0, "replay (or list) at most this many")
+	token := fs.String("token", os.Getenv(adminTokenEnv), "the admin token (default $"+adminTokenEnv+")")
 	if err := fs.Parse(args[1:]); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -115,6 +138,9 @@ func runDelivery(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		b, _ := json.Marshal(replayRequest{IDs: ids, Upstream: *upstream, Route: *route, Limit: *limit})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/delivery/replay", bytes.NewReader(b))
 		req.Header.Set("Content-Type", "application/json")
+		if *token != "" {
+			req.Header.Set("Authorization", "Bearer "+*token)
+		}
 		resp, err = client.Do(req)
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync/atomic"
 
@@ -75,8 +76,12 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		}
 	}()
 	if r := f.Registry; r != nil {
+		token := r.Token
+		if token == "" {
+			token = os.Getenv("BULWARK_REGISTRY_TOKEN")
+		}
 		cfg := registry.Config{NodeID: r.NodeID, HTTPAddr: or(r.HTTP, "127.0.0.1:8500"), RaftAddr: or(r.Raft, "127.0.0.1:8501"),
-			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: r.Token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
+			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
 			Logger: logger.With("component", "registry")}
 		for _, p := range r.Peers {
 			cfg.Peers = append(cfg.Peers, registry.Peer{ID: p.ID, RaftAddr: p.Raft, HTTPAddr: p.HTTP})
@@ -95,6 +100,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		token := f.Discovery.Token
 		if token == "" && f.Registry != nil {
 			token = f.Registry.Token
+		}
+		if token == "" {
+			token = os.Getenv("BULWARK_REGISTRY_TOKEN")
 		}
 		if c.client, err = registry.NewClient(registry.ClientConfig{Addrs: addrs, Token: token, Logger: logger.With("component", "discovery")}); err != nil {
 			return c, fmt.Errorf("discovery: %w", err)

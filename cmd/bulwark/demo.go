@@ -42,7 +42,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	if *registryAddr != "" {
-		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ",")})
+		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ","), Token: os.Getenv("BULWARK_REGISTRY_TOKEN")})
 		if err != nil {
 			return err
 		}

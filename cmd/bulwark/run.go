@@ -56,6 +56,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	auth := adminAuth(f.Admin.Token)
+	if f.Admin.Address != "" {
+		if err := checkAdminListener(f.Admin.Address, "admin.address", auth); err != nil {
+			return err
+		}
+	}
 	events := dashboard.NewEventLog(256)
 	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events))
 	if err != nil {
@@ -87,7 +93,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		defer d.Close()
-		admin = &http.Server{Handler: adminHandler(c, d), ReadHeaderTimeout: 5 * time.Second}
+		admin = &http.Server{Handler: adminHandler(c, d, auth), ReadHeaderTimeout: 5 * time.Second}
 		go admin.Serve(ln)
 		fmt.Fprintf(stdout, "admin and dashboard on http://%s\n", ln.Addr())
 	}

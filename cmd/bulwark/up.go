@@ -45,6 +45,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
+	// The dashboard carries the chaos controls and dead-letter replay: on
+	// loopback (the default) it needs no setup, elsewhere a token.
+	auth := adminAuth("")
+	if err := checkAdminListener(*dash, "--dashboard", auth); err != nil {
+		return err
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelDebug
@@ -107,7 +113,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	mux := adminHandler(c, d)
+	mux := adminHandler(c, d, auth)
 	ln, err := net.Listen("tcp", *dash)
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)
