@@ -77,23 +77,37 @@ type replayRequest struct {
 }
 
 func replayHandler(w http.ResponseWriter, r *http.Request, s *delivery.Service) {
-	var req replayRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil && err != io.EOF {
-		http.Error(w, "replay: invalid body: "+err.Error()+` (want {"ids": [...], "upstream": "...", "route": "...", "limit": N}, all optional)`, http.StatusBadRequest)
+	filter, err := decodeReplay(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if req.Limit < 0 {
-		http.Error(w, "replay: limit must not be negative", http.StatusBadRequest)
-		return
-	}
-	n, err := s.Replay(r.Context(), delivery.ReplayFilter{IDs: req.IDs, Upstream: req.Upstream, Route: req.Route, Limit: req.Limit})
+	n, err := s.Replay(r.Context(), filter)
 	if err != nil {
 		http.Error(w, "replay: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	writeJSONTo(w, http.StatusOK, map[string]int{"replayed": n})
+}
+
+// decodeReplay reads the body of POST /api/delivery/replay (empty means
+// replay everything): at most 1 MiB, no unknown fields, no trailing data,
+// a non-negative limit.
+func decodeReplay(body io.Reader) (delivery.ReplayFilter, error) {
+	var req replayRequest
+	const want = ` (want {"ids": [...], "upstream": "...", "route": "...", "limit": N}, all optional)`
+	dec := json.NewDecoder(io.LimitReader(body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && err != io.EOF {
+		return delivery.ReplayFilter{}, fmt.Errorf("replay: invalid body: %v%s", err, want)
+	}
+	if dec.More() {
+		return delivery.ReplayFilter{}, fmt.Errorf("replay: invalid body: data after the JSON object%s", want)
+	}
+	if req.Limit < 0 {
+		return delivery.ReplayFilter{}, fmt.Errorf("replay: limit must not be negative")
+	}
+	return delivery.ReplayFilter{IDs: req.IDs, Upstream: req.Upstream, Route: req.Route, Limit: req.Limit}, nil
 }
 
 func writeJSONTo(w http.ResponseWriter, code int, v any) {

@@ -139,3 +139,40 @@ func TestCheckListener(t *testing.T) {
 		}
 	}
 }
+
+// FuzzProtect: whatever the method and headers, an unsafe request reaches
+// the handler only with the exact bearer token and never from a
+// cross-site browser context.
+func FuzzProtect(f *testing.F) {
+	f.Add("POST", "Bearer s3cret", "", "", "api.local")
+	f.Add("PUT", "Bearer s3cret", "http://evil.example", "", "api.local")
+	f.Add("DELETE", "Bearer s3cret ", "", "cross-site", "api.local")
+	f.Add("GET", "", "http://evil.example", "cross-site", "api.local")
+	f.Add("post", "bearer s3cret", "http://api.local", "same-origin", "api.local")
+	reached := false
+	h := Protect(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached = true }), Config{Token: "s3cret"})
+	f.Fuzz(func(t *testing.T, method, auth, origin, site, host string) {
+		req, err := http.NewRequest(method, "http://api.local/x", nil)
+		if err != nil {
+			return
+		}
+		req.Host = host
+		for k, v := range map[string]string{"Authorization": auth, "Origin": origin, "Sec-Fetch-Site": site} {
+			if v != "" {
+				req.Header.Set(k, v)
+			}
+		}
+		reached = false
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if !reached || safe(req.Method) {
+			return
+		}
+		if req.Header.Get("Authorization") != "Bearer s3cret" {
+			t.Fatalf("%s with Authorization %q reached the handler", method, auth)
+		}
+		if s := req.Header.Get("Sec-Fetch-Site"); s == "cross-site" || s == "same-site" {
+			t.Fatalf("%s with Sec-Fetch-Site %q reached the handler", method, s)
+		}
+	})
+}
