@@ -108,7 +108,7 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrClosed), errors.Is(err, raft.ErrRaftShutdown):
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrClosed), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, ErrDiskFull):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -141,6 +141,13 @@ func (n *Node) writeError(w http.ResponseWriter, err error) {
 // address.
 func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		// A node whose own disk is full cannot take part in a write (the
+		// leader appends, followers replicate): say so rather than fail
+		// in Raft.
+		if err := n.disk.Check(); err != nil {
+			n.writeError(w, fmt.Errorf("%w: %w", ErrDiskFull, err))
+			return
+		}
 		if n.raft.State() == raft.Leader {
 			h(w, r)
 			return

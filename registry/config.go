@@ -106,6 +106,10 @@ var (
 	ErrClosed = errors.New("registry: closed")
 	// ErrUnavailable is returned by the Client when no node answered.
 	ErrUnavailable = errors.New("registry: no registry node reachable")
+	// ErrDiskFull is returned by writes while the node's DataDir has less
+	// than minFreeDisk free: nothing was written; the node accepts writes
+	// again by itself once space returns.
+	ErrDiskFull = errors.New("registry: disk full, write refused")
 )
 
 // withDefaults returns a copy of c with every zero field set to its default.
