@@ -1,6 +1,7 @@
 // Command soak runs a whole Bulwark stack as separate processes — three
-// registry nodes, three demo replicas, two gateways (bulwark run, each with
-// its embedded delivery store) — under a client mixing sync reads and async
+// registry nodes, three demo replicas, two gateways (bulwark run) and
+// delivery on a three-member embedded JetStream cluster (two members in
+// the gateways, one delivery-only process) — under a client mixing sync reads and async
 // writes, while a seeded schedule SIGKILLs, SIGSTOPs/SIGCONTs and restarts
 // processes of every kind (never more than one of a kind at once). It
 // reports accepted async writes, how many were delivered exactly once by
@@ -189,11 +190,15 @@ type fault struct {
 // schedule injects faults until ctx ends: every 2-5 s, one process of a
 // random kind is SIGKILLed (and restarted), SIGSTOPped (and continued) or
 // restarted (SIGTERM); faults of one kind never overlap, so at most one of
-// the three registry nodes, one of the three demos and one of the two
-// gateways is down at a time (clients fail over to the other gateway).
+// the three registry nodes, one of the three demos and one of the three
+// JetStream members (two gateways and the delivery-only process) is down
+// at a time; clients fail over to the other gateway.
 func schedule(ctx context.Context, s *stack, rng *rand.Rand, hc *http.Client, t0 time.Time) []fault {
-	kinds := map[string][]*proc{"registry": s.regs, "demo": s.demos, "gateway": s.gws}
-	names := []string{"registry", "demo", "gateway"}
+	kinds := map[string][]*proc{"registry": s.regs, "demo": s.demos, "gateway": s.gws, "delivery": s.jss}
+	names := []string{"registry", "demo", "gateway", "delivery"}
+	// The gateways and the delivery-only process are the three JetStream
+	// members: at most one of them is down at a time.
+	group := map[string]string{"registry": "registry", "demo": "demo", "gateway": "jetstream", "delivery": "jetstream"}
 	var mu sync.Mutex
 	var faults []fault
 	var wg sync.WaitGroup
@@ -206,15 +211,16 @@ func schedule(ctx context.Context, s *stack, rng *rand.Rand, hc *http.Client, t0
 		case <-time.After(time.Duration(2000+rng.IntN(3000)) * time.Millisecond):
 		}
 		kind := names[rng.IntN(len(names))]
+		g := group[kind]
 		mu.Lock()
-		if busy[kind] {
+		if busy[g] {
 			mu.Unlock()
 			continue
 		}
-		busy[kind] = true
+		busy[g] = true
 		mu.Unlock()
-		group := kinds[kind]
-		victim := group[rng.IntN(len(group))]
+		procs := kinds[kind]
+		victim := procs[rng.IntN(len(procs))]
 		action := []string{"sigkill", "sigstop", "restart"}[rng.IntN(3)]
 		hold := time.Duration(500+rng.IntN(2500)) * time.Millisecond
 		at := time.Since(t0)
@@ -238,7 +244,7 @@ func schedule(ctx context.Context, s *stack, rng *rand.Rand, hc *http.Client, t0
 			f.RecoveryMS, f.Recovered = d.Milliseconds(), ok
 			mu.Lock()
 			faults = append(faults, f)
-			busy[kind] = false
+			busy[g] = false
 			mu.Unlock()
 		})
 	}

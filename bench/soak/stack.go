@@ -125,7 +125,8 @@ type stack struct {
 	dir      string
 	regs     []*proc // registry nodes
 	demos    []*proc // demo replicas (sync reads)
-	gws      []*proc // gateways (bulwark run), each with its delivery store
+	gws      []*proc // gateways (bulwark run), each a JetStream cluster member
+	jss      []*proc // delivery-only JetStream cluster member(s)
 	gwURLs   []string
 	regHTTP  []string
 	sinkURL  string
@@ -133,7 +134,7 @@ type stack struct {
 }
 
 func (s *stack) procs() []*proc {
-	return append(append(append([]*proc{}, s.regs...), s.demos...), s.gws...)
+	return append(append(append(append([]*proc{}, s.regs...), s.demos...), s.gws...), s.jss...)
 }
 
 func (s *stack) logFor(name string) io.Writer {
@@ -184,6 +185,19 @@ func build(bin, dir, sinkURL string) (*stack, error) {
 	for _, r := range s.regHTTP {
 		fmt.Fprintf(&regList, "    - %s\n", r)
 	}
+	// Delivery: a three-member embedded JetStream cluster (replicas 3),
+	// two members inside the gateways and one delivery-only process.
+	routes := []string{freePort(), freePort(), freePort()}
+	cluster := func(i int) string {
+		var peers strings.Builder
+		for j, r := range routes {
+			if j != i {
+				fmt.Fprintf(&peers, "      - nats://%s\n", r)
+			}
+		}
+		return fmt.Sprintf("delivery:\n  data_dir: %s\n  replicas: 3\n  max_attempts: 1000\n  backoff: [200ms, 500ms, 1s]\n  cluster:\n    name: soak\n    server_name: js%d\n    listen: %s\n    routes:\n%s",
+			filepath.Join(dir, fmt.Sprintf("js%d", i)), i, routes[i], peers.String())
+	}
 	for i := range 2 {
 		name := fmt.Sprintf("g%d", i)
 		listen, admin := freePort(), freePort()
@@ -204,13 +218,9 @@ upstreams:
     endpoints: [{url: %s}]
 discovery:
   registries:
-%sdelivery:
-  data_dir: %s
-  max_attempts: 1000
-  backoff: [200ms, 500ms, 1s]
-admin:
+%s%sadmin:
   address: %s
-`, listen, sinkURL, regList.String(), filepath.Join(dir, name+"-delivery"), admin)
+`, listen, sinkURL, regList.String(), cluster(i), admin)
 		path := filepath.Join(dir, name+".yaml")
 		if err := writeFile(path, conf); err != nil {
 			return nil, err
@@ -219,12 +229,36 @@ admin:
 			health: "http://" + admin + "/healthz", log: s.logFor(name)})
 		s.gwURLs = append(s.gwURLs, "http://"+listen)
 	}
+	// The third member delivers too (through its own forwarding path to
+	// the sink): it needs the sink upstream and an async route.
+	admin := freePort()
+	conf := fmt.Sprintf(`listeners:
+  - address: %s
+routes:
+  - name: writes
+    match: {path_prefix: /write, methods: [POST]}
+    upstream: sink
+    async: true
+upstreams:
+  - name: sink
+    endpoints: [{url: %s}]
+%sadmin:
+  address: %s
+`, freePort(), sinkURL, cluster(2), admin)
+	path := filepath.Join(dir, "j2.yaml")
+	if err := writeFile(path, conf); err != nil {
+		return nil, err
+	}
+	s.jss = append(s.jss, &proc{kind: "delivery", name: "j2", bin: bin, args: []string{"run", "-c", path, "--watch", "0"},
+		health: "http://" + admin + "/healthz", log: s.logFor("j2")})
 	return s, nil
 }
 
 // up starts every process and waits until each is healthy.
 func (s *stack) up(c *http.Client) error {
-	for _, group := range [][]*proc{s.regs, s.demos, s.gws} {
+	// The JetStream members start together: each one's Open waits for
+	// the cluster's meta leader, which needs two of them.
+	for _, group := range [][]*proc{s.regs, s.demos, append(append([]*proc{}, s.gws...), s.jss...)} {
 		for _, p := range group {
 			if err := p.start(); err != nil {
 				return err

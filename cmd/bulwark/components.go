@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -125,6 +127,12 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		cfg := delivery.Config{DataDir: d.DataDir, URLs: d.NATS, Replicas: d.Replicas, MaxAttempts: d.MaxAttempts,
 			Backoff: d.Backoff, MaxBody: int(d.MaxBody), SyncAlways: d.SyncAlways, MaxBacklog: d.MaxBacklog,
 			Logger: logger.With("component", "delivery"), Registerer: c.reg}
+		if cl := d.Cluster; cl != nil {
+			host, port, _ := net.SplitHostPort(cl.Listen) // validated by config
+			p, _ := strconv.Atoi(port)
+			cfg.ServerName = cl.ServerName
+			cfg.Cluster = &delivery.ClusterConfig{Name: cl.Name, Host: host, Port: p, Routes: cl.Routes}
+		}
 		if c.delivery, err = delivery.Open(ctx, cfg, c.gateway); err != nil {
 			return c, fmt.Errorf("delivery: %w", err)
 		}
