@@ -46,6 +46,12 @@ type File struct {
 type Admin struct {
 	// Address is host:port; empty disables the admin listener.
 	Address string `yaml:"address"`
+	// Token, when set, is required as "Authorization: Bearer <token>" on
+	// the admin listener's write APIs (dead-letter replay, the dashboard's
+	// chaos controls); the environment variable BULWARK_ADMIN_TOKEN is
+	// used when it is empty. Without either, bulwark run refuses an
+	// Address that is not loopback.
+	Token string `yaml:"token"`
 }
 
 // Error is one problem in a config file.

@@ -43,6 +43,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad size", "routes:\n  - upstream: a\n    retries:\n      max_body: 3 parsecs\n", `c.yaml:4: invalid size "3 parsecs"`},
 		{"syntax", "routes: [\n", "c.yaml:"},
 		{"missing upstream", "upstreams:\n  - name: a\n", "c.yaml:2: upstreams[0].endpoints: no endpoints"},
+		{"delivery cluster without names", "delivery:\n  data_dir: /tmp/d\n  cluster:\n    listen: 127.0.0.1:6222\n", "delivery.cluster: a cluster member needs name"},
+		{"delivery cluster bad listen", "delivery:\n  data_dir: /tmp/d\n  cluster:\n    name: c\n    server_name: a\n    listen: nowhere\n", `delivery.cluster.listen: "nowhere" is not host:port`},
 		{"https without cert", "upstreams:\n  - name: a\n    discover: a\nlisteners:\n  - address: \":443\"\n    protocol: https\n", "c.yaml:5: listeners[0].cert_file: https needs"},
 	}
 	for _, tt := range tests {

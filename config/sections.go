@@ -81,9 +81,25 @@ type Delivery struct {
 	// 503 + Retry-After instead of filling the disk. Default 1000000; -1
 	// for no bound.
 	MaxBacklog int `yaml:"max_backlog"`
-	// TLS puts the connection to external NATS servers under mutual TLS
-	// with `bulwark ca` files. Default off.
+	// TLS puts delivery's network hops under mutual TLS with `bulwark ca`
+	// files: the connection to external nats servers, and the routes
+	// between the members of an embedded cluster. Default off.
 	TLS pki.Files `yaml:"tls"`
+	// Cluster joins the embedded server to a JetStream cluster of
+	// embedded servers (set replicas: 3 with three members).
+	Cluster *DeliveryCluster `yaml:"cluster"`
+}
+
+// DeliveryCluster is the embedded server's JetStream cluster membership.
+type DeliveryCluster struct {
+	// Name is the cluster's name, the same on every member. Required.
+	Name string `yaml:"name"`
+	// ServerName is this member's name, distinct per member. Required.
+	ServerName string `yaml:"server_name"`
+	// Listen is the route listener's host:port. Required.
+	Listen string `yaml:"listen"`
+	// Routes are the other members' route URLs (nats://host:port).
+	Routes []string `yaml:"routes"`
 }
 
 // Tracing exports OpenTelemetry traces over OTLP (package tracing). The
@@ -162,6 +178,14 @@ func (f *File) validateSections(add func(path, format string, args ...any)) {
 		}
 		if d.Replicas != 0 && d.Replicas != 1 && d.Replicas != 3 && d.Replicas != 5 {
 			add("delivery.replicas", "use 1, 3 or 5")
+		}
+		if c := d.Cluster; c != nil {
+			if c.Name == "" || c.ServerName == "" {
+				add("delivery.cluster", "a cluster member needs name (the same on every member) and server_name (distinct)")
+			}
+			if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+				add("delivery.cluster.listen", "%q is not host:port (the route listener)", c.Listen)
+			}
 		}
 	}
 	if f.Cluster != nil {

@@ -81,13 +81,22 @@ func TestKill9(t *testing.T) {
 
 	b := newBackend(t)
 	s := open(t, testConfig(t, dir), newForwarder(t, b))
+	start := time.Now()
+	var missing []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("missing after %v: %v", time.Since(start), missing)
+			dumpState(t, s)
+		}
+	}()
 	waitFor(t, 30*time.Second, fmt.Sprintf("%d acknowledged messages delivered", len(acked)), func() bool {
+		missing = missing[:0]
 		for _, k := range acked {
 			if !b.has(k) {
-				return false
+				missing = append(missing, k)
 			}
 		}
-		return true
+		return len(missing) == 0
 	})
 	waitFor(t, 10*time.Second, "empty backlog", func() bool { return s.Snapshot().Queued == 0 })
 	b.mu.Lock()

@@ -75,8 +75,10 @@
 //
 // Enqueue, Status, Replay and Snapshot may be called from any goroutine.
 // The Service owns: the embedded server's goroutines, one fetch goroutine per
-// consumer (1 + Partitions), one goroutine per delivery in flight (bounded by
-// the consumers' MaxAckPending), and a stats goroutine. Close stops fetching,
+// consumer (1 + Partitions; an ordered partition delivers in it, asking
+// for each message with its own pull request), one goroutine per unordered
+// delivery in flight (bounded by the consumer's MaxAckPending), and a stats
+// goroutine. Close stops fetching,
 // lets deliveries in flight finish for up to [Config.DrainTimeout], then
 // cancels them, and waits for every goroutine before shutting the server down.
 package delivery

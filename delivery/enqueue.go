@@ -47,6 +47,9 @@ func (s *Service) Enqueue(ctx context.Context, m *bulwark.Message) (string, erro
 	if len(m.Body) > s.cfg.MaxBody {
 		return "", fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Body), s.cfg.MaxBody)
 	}
+	if err := s.disk.Check(); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrStoreFull, err)
+	}
 	c := *m
 	c.ID = messageID(c.Route, c.IdempotencyKey)
 	c.Accepted = time.Now().UTC()

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/diskspace"
 )
 
 // Forwarder sends one message to its upstream: the gateway's forwarding path
@@ -37,7 +38,18 @@ var (
 	// ErrBacklogFull means the backlog reached Config.MaxBacklog: the
 	// message was not stored; retry later.
 	ErrBacklogFull = errors.New("delivery: backlog full")
+	// ErrStoreFull means the embedded store's disk has less than
+	// minFreeDisk left: the message was not stored; free space (the
+	// service resumes by itself) or retry later.
+	ErrStoreFull = errors.New("delivery: store disk full")
 )
+
+// minFreeDisk is the free space under DataDir below which Enqueue refuses
+// new messages (at least 4 × MaxBody): JetStream does not answer a publish
+// it cannot write, so without this check a full disk would hold every
+// Enqueue until its timeout, and the status records and consumer state
+// need room too.
+const minFreeDisk = 16 << 20
 
 // Service stores messages durably and delivers them. Create it with Open;
 // all methods are safe for concurrent use.
@@ -58,6 +70,7 @@ type Service struct {
 	subjDead string
 	kvPrefix string // "$KV.<bucket>." for asynchronous status creates
 
+	disk   *diskspace.Guard // nil with external URLs
 	sems   semaphores
 	active activeSet
 	stats  stats
@@ -92,6 +105,9 @@ func Open(ctx context.Context, cfg Config, fwd Forwarder) (*Service, error) {
 		closing:  make(chan struct{}),
 	}
 	s.sems.limit = cfg.MaxInFlight
+	if len(cfg.URLs) == 0 {
+		s.disk = &diskspace.Guard{Path: cfg.DataDir, Min: max(minFreeDisk, 4*uint64(cfg.MaxBody))}
+	}
 	if err := s.start(ctx); err != nil {
 		s.shutdown()
 		return nil, err

@@ -57,22 +57,23 @@ func (s *Service) startWorkers(ctx context.Context) error {
 		}
 	}
 	for i, c := range cons {
-		ordered := i > 0
-		batch := s.cfg.MaxAckPending
-		if ordered {
-			batch = 1
-		}
-		it, err := c.Messages(jetstream.PullMaxMessages(batch))
-		if err != nil {
-			return fmt.Errorf("delivery: consume %s: %w", specs[i].name, err)
+		// Ordered partitions pull one message at a time (orderedLoop); the
+		// unordered consumer streams batches.
+		loop := func(ctx context.Context) { s.orderedLoop(ctx, workCtx, c) }
+		if i == 0 {
+			it, err := c.Messages(jetstream.PullMaxMessages(s.cfg.MaxAckPending))
+			if err != nil {
+				return fmt.Errorf("delivery: consume %s: %w", specs[i].name, err)
+			}
+			loop = func(ctx context.Context) { s.fetchLoop(ctx, workCtx, it) }
 		}
 		name := "delivery " + specs[i].name
 		s.fetchW.Go(func() {
 			if s.cfg.Run == nil {
-				s.fetchLoop(fetchCtx, workCtx, it, ordered)
+				loop(fetchCtx)
 				return
 			}
-			s.cfg.Run(fetchCtx, name, func(ctx context.Context) error { s.fetchLoop(ctx, workCtx, it, ordered); return nil })
+			s.cfg.Run(fetchCtx, name, func(ctx context.Context) error { loop(ctx); return nil })
 		})
 	}
 	s.fetchW.Go(func() { s.statsLoop(fetchCtx) })
@@ -119,11 +120,10 @@ func (s *Service) consumerSpecs(ctx context.Context) ([]consumerSpec, error) {
 	return specs, nil
 }
 
-// fetchLoop takes messages from one consumer until fetchCtx ends. Ordered
-// partitions deliver in this goroutine (the server hands out one message at
-// a time anyway); unordered messages each get a goroutine, bounded by the
-// consumer's MaxAckPending.
-func (s *Service) fetchLoop(fetchCtx, workCtx context.Context, it jetstream.MessagesContext, ordered bool) {
+// fetchLoop takes messages from the unordered consumer until fetchCtx ends;
+// each message gets a delivery goroutine, bounded by the consumer's
+// MaxAckPending.
+func (s *Service) fetchLoop(fetchCtx, workCtx context.Context, it jetstream.MessagesContext) {
 	defer context.AfterFunc(fetchCtx, it.Stop)()
 	for {
 		msg, err := it.Next()
@@ -134,20 +134,69 @@ func (s *Service) fetchLoop(fetchCtx, workCtx context.Context, it jetstream.Mess
 			// Missed heartbeats and the like while the server is away:
 			// the iterator recovers by itself; do not spin meanwhile.
 			s.log.Debug("delivery: fetch", "err", err)
-			t := time.NewTimer(100 * time.Millisecond)
-			select {
-			case <-fetchCtx.Done():
-				t.Stop()
+			if !sleepCtx(fetchCtx, 100*time.Millisecond) {
 				return
-			case <-t.C:
 			}
 			continue
 		}
-		if ordered {
-			s.deliver(workCtx, msg)
-			continue
-		}
 		s.workW.Go(func() { s.deliver(workCtx, msg) })
+	}
+}
+
+// orderedPoll bounds one pull request of an ordered partition; an idle
+// partition re-asks this often. The heartbeat lets a request the server no
+// longer holds (a leader change, a restart) be noticed within twice its
+// interval instead of at the end of the poll.
+const (
+	orderedPoll      = 10 * time.Second
+	orderedHeartbeat = 2 * time.Second
+)
+
+// orderedLoop delivers one ordered partition, in this goroutine, one
+// message at a time (the consumer's MaxAckPending is 1), until fetchCtx
+// ends.
+//
+// Each message is asked for with its own pull request (Consumer.Next), not
+// through a long-lived Messages iterator: with a batch of one, the iterator
+// must issue a new pull after every message, and nats.go (v1.55.0) skips
+// that pull when the reply to the previous one arrived before its pull
+// goroutine cleared fetchInProgress — under CPU load the partition then
+// sat idle, with messages pending and no pull request at the server,
+// until two missed 15 s heartbeats reset the iterator: 30 s per stall
+// (TestKill9's flake).
+func (s *Service) orderedLoop(fetchCtx, workCtx context.Context, c jetstream.Consumer) {
+	for fetchCtx.Err() == nil {
+		ctx, cancel := context.WithTimeout(fetchCtx, orderedPoll)
+		msg, err := c.Next(jetstream.FetchContext(ctx), jetstream.FetchHeartbeat(orderedHeartbeat))
+		cancel()
+		switch {
+		case err == nil:
+			s.deliver(workCtx, msg)
+		case fetchCtx.Err() != nil || errors.Is(err, nats.ErrConnectionClosed):
+			return
+		case errors.Is(err, nats.ErrTimeout), errors.Is(err, jetstream.ErrNoMessages), errors.Is(err, context.DeadlineExceeded):
+			// An idle partition: ask again.
+		default:
+			// Missed heartbeats, a leader change, the server away: do
+			// not spin meanwhile.
+			s.log.Debug("delivery: fetch", "err", err)
+			if !sleepCtx(fetchCtx, 100*time.Millisecond) {
+				return
+			}
+		}
+	}
+}
+
+// sleepCtx waits d, or less if ctx ends first; it reports whether ctx is
+// still live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

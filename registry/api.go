@@ -2,7 +2,6 @@ package registry
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/bulwark-go/bulwark/internal/writeauth"
 )
 
 // HTTP headers of the API.
@@ -90,7 +91,12 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/services/{service}", n.handleService)
 	mux.HandleFunc("GET /v1/watch/{service}", n.handleWatch)
 	mux.HandleFunc("GET /v1/status", n.handleStatus)
-	return mux
+	// Every write needs the token when one is set (401 without, 403 when
+	// wrong), and browsers cannot send writes cross-origin.
+	return writeauth.Protect(mux, writeauth.Config{Token: n.cfg.Token, Realm: "bulwark-registry",
+		Deny: func(w http.ResponseWriter, status int, msg string) {
+			n.writeJSON(w, status, n.fsm.index(), errorResponse{Error: "registry: " + msg})
+		}})
 }
 
 // statusOf is the one table from errors to HTTP status codes.
@@ -102,7 +108,7 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrClosed), errors.Is(err, raft.ErrRaftShutdown):
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrClosed), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, ErrDiskFull):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -130,16 +136,17 @@ func (n *Node) writeError(w http.ResponseWriter, err error) {
 	n.writeJSON(w, statusOf(err), n.fsm.index(), body)
 }
 
-// write wraps a mutating handler: bearer-token check, then either handle
-// it here (leader) or forward it to the leader's HTTP address.
+// write wraps a mutating handler (already authenticated by Handler):
+// either handle it here (leader) or forward it to the leader's HTTP
+// address.
 func (n *Node) write(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if n.cfg.Token != "" {
-			want := "Bearer " + n.cfg.Token
-			if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte(want)) != 1 {
-				n.writeError(w, ErrUnauthorized)
-				return
-			}
+		// A node whose own disk is full cannot take part in a write (the
+		// leader appends, followers replicate): say so rather than fail
+		// in Raft.
+		if err := n.disk.Check(); err != nil {
+			n.writeError(w, fmt.Errorf("%w: %w", ErrDiskFull, err))
+			return
 		}
 		if n.raft.State() == raft.Leader {
 			h(w, r)
@@ -268,6 +275,12 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleServices(w http.ResponseWriter, r *http.Request) {
+	if c, err := wantConsistent(r); err != nil {
+		n.writeError(w, err)
+		return
+	} else if c && !n.consistent(w, r) {
+		return
+	}
 	svcs, index := n.fsm.services()
 	n.writeJSON(w, http.StatusOK, index, ServicesResponse{Index: index, Stale: n.stale(), Services: svcs})
 }
@@ -288,6 +301,12 @@ func (n *Node) handleService(w http.ResponseWriter, r *http.Request) {
 	minIndex, err := minIndexParam(r.URL.Query())
 	if err != nil {
 		n.writeError(w, err)
+		return
+	}
+	if c, err := wantConsistent(r); err != nil {
+		n.writeError(w, err)
+		return
+	} else if c && !n.consistent(w, r) {
 		return
 	}
 	if !n.waitCatalog(r.Context(), minIndex, minIndexWait) {

@@ -46,7 +46,8 @@ func TestAPIValidationAndAuth(t *testing.T) {
 		field                           string
 	}{
 		{"no token", "PUT", "/v1/instances", "", `{"service":"a","id":"1","address":"h:1"}`, 401, ""},
-		{"wrong token", "PUT", "/v1/instances", "nope", `{"service":"a","id":"1","address":"h:1"}`, 401, ""},
+		{"wrong token", "PUT", "/v1/instances", "nope", `{"service":"a","id":"1","address":"h:1"}`, 403, ""},
+		{"join without token", "POST", "/v1/join", "", `{"id":"x","raft_addr":"127.0.0.1:1","http_addr":"127.0.0.1:2"}`, 401, ""},
 		{"renew without token", "PUT", "/v1/instances/a/1/renew", "", ``, 401, ""},
 		{"deregister without token", "DELETE", "/v1/instances/a/1", "", ``, 401, ""},
 		{"unknown field", "PUT", "/v1/instances", "s3cret", `{"service":"a","id":"1","address":"h:1","colour":"red"}`, 400, "colour"},
@@ -237,5 +238,43 @@ func TestConfigValidate(t *testing.T) {
 				t.Fatalf("error %v, want ErrInvalid naming %s", err, tt.field)
 			}
 		})
+	}
+}
+
+// TestAPICrossOriginWriteRefused: a browser page on another origin cannot
+// write, even to a node without a token.
+func TestAPICrossOriginWriteRefused(t *testing.T) {
+	checkLeaks(t)
+	t.Cleanup(http.DefaultClient.CloseIdleConnections)
+	tc := newCluster(t, 1, nil)
+	base := "http://" + tc.nodes[0].HTTPAddr()
+	for _, h := range []map[string]string{{"Sec-Fetch-Site": "cross-site"}, {"Origin": "http://evil.example"}} {
+		req, _ := http.NewRequest("PUT", base+"/v1/instances", strings.NewReader(`{"service":"a","id":"1","address":"h:1"}`))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("cross-origin write %v: %d, want 403", h, resp.StatusCode)
+		}
+	}
+	if insts := tc.nodes[0].fsm.service("a").instances; len(insts) != 0 {
+		t.Fatalf("a refused write registered %v", insts)
+	}
+}
+
+// TestNonLoopbackWithoutTokenRefused: a node whose HTTP API other hosts
+// can reach must have a token.
+func TestNonLoopbackWithoutTokenRefused(t *testing.T) {
+	_, err := Open(t.Context(), Config{DataDir: t.TempDir(), HTTPAddr: "0.0.0.0:0"})
+	if err == nil || !strings.Contains(err.Error(), "BULWARK_REGISTRY_TOKEN") || !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Open on 0.0.0.0 without a token: %v, want an error saying how to set one", err)
+	}
+	if err := (Config{DataDir: t.TempDir(), HTTPAddr: "0.0.0.0:0", Token: "t"}).Validate(); err != nil {
+		t.Fatalf("with a token: %v", err)
 	}
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"testing"
 	"time"
@@ -74,5 +75,42 @@ func BenchmarkLeaseScan(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		tab.scan(views, now, time.Second)
+	}
+}
+
+// BenchmarkRead compares a default (local) read with a ?consistent one on
+// the leader (a Raft barrier, shared by concurrent readers) and on a
+// follower (forwarded to the leader), each over HTTP.
+func BenchmarkRead(b *testing.B) {
+	tc := newCluster(b, 3, benchRaftTimeouts)
+	l := tc.leader()
+	f := tc.follower()
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	for _, bc := range []struct {
+		name, addr, query string
+	}{
+		{"local/leader", tc.nodes[l].HTTPAddr(), ""},
+		{"consistent/leader", tc.nodes[l].HTTPAddr(), "?consistent"},
+		{"consistent/follower", tc.nodes[f].HTTPAddr(), "?consistent"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			url := "http://" + bc.addr + "/v1/services/bench" + bc.query
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := hc.Get(url)
+					if err != nil {
+						b.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != http.StatusOK {
+						b.Fatalf("status %d", resp.StatusCode)
+					}
+				}
+			})
+		})
 	}
 }

@@ -160,7 +160,7 @@ func (e *apiError) Unwrap() error {
 	switch e.status {
 	case http.StatusBadRequest:
 		return ErrInvalid
-	case http.StatusUnauthorized:
+	case http.StatusUnauthorized, http.StatusForbidden:
 		return ErrUnauthorized
 	case http.StatusNotFound:
 		return ErrNotFound

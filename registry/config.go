@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/bulwark-go/bulwark/internal/writeauth"
 )
 
 // Peer names another registry node: its Raft identity and the two addresses
@@ -60,7 +62,9 @@ type Config struct {
 	Peers []Peer
 
 	// Token, when set, is required as "Authorization: Bearer <Token>" on
-	// every write (register, renew, deregister, join). Default: no auth.
+	// every write (register, renew, deregister, join): 401 without it, 403
+	// when wrong. Default: no auth, which Validate allows only when
+	// HTTPAddr is a loopback address.
 	Token string
 
 	// ServerTLS, when set, serves the HTTP API and the Raft transport over
@@ -121,6 +125,10 @@ var (
 	ErrClosed = errors.New("registry: closed")
 	// ErrUnavailable is returned by the Client when no node answered.
 	ErrUnavailable = errors.New("registry: no registry node reachable")
+	// ErrDiskFull is returned by writes while the node's DataDir has less
+	// than minFreeDisk free: nothing was written; the node accepts writes
+	// again by itself once space returns.
+	ErrDiskFull = errors.New("registry: disk full, write refused")
 )
 
 // withDefaults returns a copy of c with every zero field set to its default.
@@ -175,6 +183,10 @@ func (c Config) Validate() error {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("%w: %s %q: %v", ErrInvalid, name, a, err)
 		}
+	}
+	if err := writeauth.CheckListener(c.HTTPAddr, writeauth.Config{Token: c.Token}, "registry: HTTPAddr",
+		"a Token (registry.token in bulwark.yaml, or BULWARK_REGISTRY_TOKEN)"); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if c.MinTTL <= 0 || c.MaxTTL < c.MinTTL {
 		return fmt.Errorf("%w: MinTTL %v / MaxTTL %v: want 0 < MinTTL <= MaxTTL", ErrInvalid, c.MinTTL, c.MaxTTL)

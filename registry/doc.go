@@ -25,6 +25,19 @@
 // wait briefly until the answering node has applied it: read-your-writes
 // on any node.
 //
+// Local reads are the default because discovery wants availability; they
+// are not linearizable (a follower can answer from before a write that was
+// already acknowledged). GET /v1/services/{s}?consistent (and
+// /v1/services?consistent) is linearizable: a follower forwards it to the
+// leader, which answers only after a Raft barrier issued after the read
+// arrived has committed and been applied (concurrent consistent reads
+// share one barrier); without a leader that can prove its quorum the read
+// fails with 503 instead of answering stale. TestLinearizableConsistentReads
+// records concurrent register/deregister/consistent-read histories over
+// 20 partition/stop cycles of a three-node cluster and checks them with
+// porcupine; TestLinearizabilityCheckCatchesLocalReads shows the same check
+// rejecting default (local) reads.
+//
 // A cluster starts either with one node bootstrapping (Config.Bootstrap,
 // no Peers) and the others joining through it (Config.Peers, POST /v1/join,
 // which the leader turns into AddVoter), or with every node bootstrapping

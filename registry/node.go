@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/bulwark-go/bulwark/internal/diskspace"
 )
 
 // Node is one registry server: a Raft member holding the catalog, its
@@ -43,6 +45,8 @@ type Node struct {
 	fwd      *http.Client // forwarding and join requests to other nodes
 
 	leaseReady atomic.Bool // leader's lease loop has caught up
+	barrier    readBarrier // coalesces consistent reads' barriers
+	disk       diskspace.Guard
 	ctx        context.Context
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -67,7 +71,8 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("registry: data dir: %w", err)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, fsm: newFSM(), leases: newLeaseTable(),
-		fwd: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second, TLSClientConfig: cfg.ClientTLS}}}
+		disk: diskspace.Guard{Path: cfg.DataDir, Min: minFreeDisk},
+		fwd:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 30 * time.Second, TLSClientConfig: cfg.ClientTLS}}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	ok := false
 	var closers []func()
@@ -377,9 +382,17 @@ func (n *Node) addMember(j joinRequest) error {
 	return err
 }
 
+// minFreeDisk is the free space under DataDir below which the node refuses
+// writes (ErrDiskFull) rather than have Raft's log store fail half-way
+// through an append, which makes the leader step down.
+const minFreeDisk = 8 << 20
+
 // apply commits a command through Raft (leader only) and returns the FSM's
 // result.
 func (n *Node) apply(c *command) (applyResult, error) {
+	if err := n.disk.Check(); err != nil {
+		return applyResult{}, fmt.Errorf("%w: %w", ErrDiskFull, err)
+	}
 	b, err := json.Marshal(c)
 	if err != nil {
 		return applyResult{}, err

@@ -7,18 +7,40 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bulwark-go/bulwark/dashboard"
 	"github.com/bulwark-go/bulwark/delivery"
+	"github.com/bulwark-go/bulwark/internal/writeauth"
 )
+
+// adminTokenEnv supplies the admin token when the config has none.
+const adminTokenEnv = "BULWARK_ADMIN_TOKEN"
+
+// adminAuth is how the admin listener authenticates writes: the config's
+// token, else $BULWARK_ADMIN_TOKEN.
+func adminAuth(token string) writeauth.Config {
+	if token == "" {
+		token = os.Getenv(adminTokenEnv)
+	}
+	return writeauth.Config{Token: token, Realm: "bulwark-admin"}
+}
+
+// checkAdminListener refuses an admin listener that other hosts can reach
+// when no token is configured.
+func checkAdminListener(addr, what string, auth writeauth.Config) error {
+	return writeauth.CheckListener(addr, auth, what, "admin.token in the config file or "+adminTokenEnv+" in the environment")
+}
 
 // adminHandler is the admin listener of `bulwark run` and the dashboard
 // port of `bulwark up`: Prometheus metrics, the gateway's admin API, the
-// delivery admin API, and the dashboard.
-func adminHandler(c *components, d *dashboard.Dashboard) http.Handler {
+// delivery admin API, and the dashboard. Its write APIs (dead-letter
+// replay, chaos controls) need auth's token when set, and refuse
+// cross-origin browser requests.
+func adminHandler(c *components, d *dashboard.Dashboard, auth writeauth.Config) http.Handler {
 	mux := http.NewServeMux()
 	admin := c.gateway.AdminHandler()
 	mux.Handle("GET /metrics", admin)
@@ -45,7 +67,7 @@ func adminHandler(c *components, d *dashboard.Dashboard) http.Handler {
 	if d != nil {
 		mux.Handle("/", d.Handler())
 	}
-	return mux
+	return writeauth.Protect(mux, auth)
 }
 
 // replayRequest is the body of POST /api/delivery/replay.
@@ -57,23 +79,37 @@ type replayRequest struct {
 }
 
 func replayHandler(w http.ResponseWriter, r *http.Request, s *delivery.Service) {
-	var req replayRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil && err != io.EOF {
-		http.Error(w, "replay: invalid body: "+err.Error()+` (want {"ids": [...], "upstream": "...", "route": "...", "limit": N}, all optional)`, http.StatusBadRequest)
+	filter, err := decodeReplay(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if req.Limit < 0 {
-		http.Error(w, "replay: limit must not be negative", http.StatusBadRequest)
-		return
-	}
-	n, err := s.Replay(r.Context(), delivery.ReplayFilter{IDs: req.IDs, Upstream: req.Upstream, Route: req.Route, Limit: req.Limit})
+	n, err := s.Replay(r.Context(), filter)
 	if err != nil {
 		http.Error(w, "replay: "+err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	writeJSONTo(w, http.StatusOK, map[string]int{"replayed": n})
+}
+
+// decodeReplay reads the body of POST /api/delivery/replay (empty means
+// replay everything): at most 1 MiB, no unknown fields, no trailing data,
+// a non-negative limit.
+func decodeReplay(body io.Reader) (delivery.ReplayFilter, error) {
+	var req replayRequest
+	const want = ` (want {"ids": [...], "upstream": "...", "route": "...", "limit": N}, all optional)`
+	dec := json.NewDecoder(io.LimitReader(body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && err != io.EOF {
+		return delivery.ReplayFilter{}, fmt.Errorf("replay: invalid body: %v%s", err, want)
+	}
+	if dec.More() {
+		return delivery.ReplayFilter{}, fmt.Errorf("replay: invalid body: data after the JSON object%s", want)
+	}
+	if req.Limit < 0 {
+		return delivery.ReplayFilter{}, fmt.Errorf("replay: limit must not be negative")
+	}
+	return delivery.ReplayFilter{IDs: req.IDs, Upstream: req.Upstream, Route: req.Route, Limit: req.Limit}, nil
 }
 
 func writeJSONTo(w http.ResponseWriter, code int, v any) {
@@ -99,6 +135,7 @@ func runDelivery(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	upstream := fs.String("upstream", "", "replay only messages for this upstream")
 	route := fs.String("route", "", "replay only messages from this route")
 	limit := fs.Int("limit", 0, "replay (or list) at most this many")
+	token := fs.String("token", os.Getenv(adminTokenEnv), "the admin token (default $"+adminTokenEnv+")")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -116,6 +153,9 @@ func runDelivery(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		b, _ := json.Marshal(replayRequest{IDs: ids, Upstream: *upstream, Route: *route, Limit: *limit})
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/delivery/replay", bytes.NewReader(b))
 		req.Header.Set("Content-Type", "application/json")
+		if *token != "" {
+			req.Header.Set("Authorization", "Bearer "+*token)
+		}
 		resp, err = client.Do(req)
 	}
 	if err != nil {

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -88,8 +91,12 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		c.closeFns = append(c.closeFns, shutdownTracing(c.tracer)) // closed last: flushes every component's spans
 	}
 	if r := f.Registry; r != nil {
+		token := r.Token
+		if token == "" {
+			token = os.Getenv("BULWARK_REGISTRY_TOKEN")
+		}
 		cfg := registry.Config{Middleware: apiMiddleware(c.tracer, "registry"), NodeID: r.NodeID, HTTPAddr: or(r.HTTP, "127.0.0.1:8500"), RaftAddr: or(r.Raft, "127.0.0.1:8501"),
-			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: r.Token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
+			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
 			Logger: logger.With("component", "registry")}
 		if loops != nil {
 			cfg.Run = loops.run
@@ -122,6 +129,9 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		token := f.Discovery.Token
 		if token == "" && f.Registry != nil {
 			token = f.Registry.Token
+		}
+		if token == "" {
+			token = os.Getenv("BULWARK_REGISTRY_TOKEN")
 		}
 		files := f.Discovery.TLS
 		if files == (pki.Files{}) && f.Registry != nil {
@@ -168,6 +178,12 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 			if cfg.TLS, err = d.TLS.MutualConfig(); err != nil {
 				return c, fmt.Errorf("delivery.tls: %w", err)
 			}
+		}
+		if cl := d.Cluster; cl != nil {
+			host, port, _ := net.SplitHostPort(cl.Listen) // validated by config
+			p, _ := strconv.Atoi(port)
+			cfg.ServerName = cl.ServerName
+			cfg.Cluster = &delivery.ClusterConfig{Name: cl.Name, Host: host, Port: p, Routes: cl.Routes}
 		}
 		if loops != nil {
 			cfg.Run = loops.run

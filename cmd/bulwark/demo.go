@@ -78,7 +78,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		supervise.Spec{Name: "loops", Service: loops.sup},
 		supervise.Spec{Name: "http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: handler}})
 	if *registryAddr != "" {
-		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ","), Run: loops.run})
+		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ","), Token: os.Getenv("BULWARK_REGISTRY_TOKEN"), Run: loops.run})
 		if err != nil {
 			ln.Close()
 			return err

@@ -54,6 +54,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	auth := adminAuth(f.Admin.Token)
+	if f.Admin.Address != "" {
+		if err := checkAdminListener(f.Admin.Address, "admin.address", auth); err != nil {
+			return err
+		}
+	}
 	events := dashboard.NewEventLog(256)
 	loops := newLoopRunner()
 	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events), loops)
@@ -101,7 +107,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer d.Close()
 		root.Add(supervise.Spec{Name: "dashboard", Service: d})
-		root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d)}})
+		root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d, auth)}})
 		fmt.Fprintf(stdout, "admin and dashboard on http://%s\n", ln.Addr())
 	}
 	w := &configWatch{path: *path, every: *watch, current: f, gw: gw, logger: logger, hook: hook}

@@ -43,6 +43,12 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	// The dashboard carries the chaos controls and dead-letter replay: on
+	// loopback (the default) it needs no setup, elsewhere a token.
+	auth := adminAuth("")
+	if err := checkAdminListener(*dash, "--dashboard", auth); err != nil {
+		return err
+	}
 	level := slog.LevelWarn
 	if *verbose {
 		level = slog.LevelDebug
@@ -118,7 +124,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root.Add(supervise.Spec{Name: "loops", Service: loops.sup})
 	root.Add(supervise.Spec{Name: "gateway", Service: untilDone(gw.Shutdown, 5*time.Second), Shutdown: 6 * time.Second})
 	root.Add(supervise.Spec{Name: "dashboard", Service: d})
-	root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d)}})
+	root.Add(supervise.Spec{Name: "admin-http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: adminHandler(c, d, auth)}})
 	if fl != nil {
 		root.Add(supervise.Spec{Name: "fleet", Service: fl, Shutdown: 15 * time.Second})
 	}

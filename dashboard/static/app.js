@@ -360,17 +360,32 @@ function connect() {
   };
 }
 
-async function post(path, body, button) {
+// An admin listener with a token (admin.token, BULWARK_ADMIN_TOKEN) asks
+// for it once per tab; it is kept in sessionStorage, sent as a bearer token.
+const tokenKey = "bulwark-admin-token";
+
+async function post(path, body, button, retried) {
   if (button) button.disabled = true;
   try {
+    const headers = { "Content-Type": "application/json" };
+    const token = sessionStorage.getItem(tokenKey);
+    if (token) headers["Authorization"] = "Bearer " + token;
     const res = await fetch(path, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers,
       body: body === undefined ? "" : JSON.stringify(body),
     });
     if (!res.ok) {
       let msg = res.status + " " + res.statusText;
       try { msg = (await res.json()).error || msg; } catch (_) { /* not JSON */ }
+      if (!retried && (res.status === 401 || msg === "wrong bearer token")) {
+        const t = window.prompt("This action needs the admin token (admin.token or BULWARK_ADMIN_TOKEN):");
+        if (t) {
+          sessionStorage.setItem(tokenKey, t);
+          if (button) button.disabled = false;
+          return post(path, body, button, true);
+        }
+      }
       toast(msg);
     }
   } catch (err) {

@@ -1,0 +1,386 @@
+// Command soak runs a whole Bulwark stack as separate processes — three
+// registry nodes, three demo replicas, two gateways (bulwark run) and
+// delivery on a three-member embedded JetStream cluster (two members in
+// the gateways, one delivery-only process) — under a client mixing sync reads and async
+// writes, while a seeded schedule SIGKILLs, SIGSTOPs/SIGCONTs and restarts
+// processes of every kind (never more than one of a kind at once). It
+// reports accepted async writes, how many were delivered exactly once by
+// key, lost ones (must be 0), duplicates seen by the backend, the sync
+// success ratio, wrong bodies (must be 0) and per-fault recovery times, as
+// JSON and a short HTML page. The same seed replays the same schedule.
+//
+// Usage: go run ./soak -bulwark /path/to/bulwark -duration 60s -seed 1 -out DIR
+// (bench/soak/run.sh builds the binary and runs this).
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/bulwark-go/bulwark/demo"
+)
+
+func main() {
+	bin := flag.String("bulwark", "bulwark", "the bulwark binary")
+	duration := flag.Duration("duration", 60*time.Second, "how long faults are injected")
+	seed := flag.Uint64("seed", 1, "seed of the fault schedule and the client's choices")
+	out := flag.String("out", "", "directory for report.json, report.html and the processes' logs (default: a temp dir)")
+	clients := flag.Int("clients", 4, "concurrent clients")
+	settle := flag.Duration("settle", 90*time.Second, "how long to wait after the faults for every accepted write to be delivered")
+	flag.Parse()
+	if err := run(*bin, *duration, *seed, *out, *clients, *settle); err != nil {
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(1)
+	}
+}
+
+// sink is the async writes' backend: it counts deliveries per
+// Idempotency-Key. It runs in this process, outside the fault schedule: it
+// is the measuring instrument.
+type sink struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (k *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	key := r.Header.Get("Idempotency-Key")
+	k.mu.Lock()
+	k.seen[key]++
+	k.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+// counts is what the clients observed.
+type counts struct {
+	syncOK, syncFail, wrongBody atomic.Int64
+	asyncRefused                atomic.Int64
+	mu                          sync.Mutex
+	accepted                    []string
+}
+
+// client sends reads and writes to the gateways, failing over between
+// them, until ctx ends.
+func client(ctx context.Context, id int, s *stack, rng *rand.Rand, c *counts, hc *http.Client) {
+	n := 0
+	for ctx.Err() == nil {
+		n++
+		gw := s.gwURLs[rng.IntN(len(s.gwURLs))]
+		if rng.IntN(2) == 0 {
+			size := 1 + rng.IntN(4096)
+			ok := false
+			for _, u := range []string{gw, other(s.gwURLs, gw)} {
+				if r := read(ctx, hc, u, size); r == readOK {
+					ok = true
+					break
+				} else if r == readWrong {
+					c.wrongBody.Add(1)
+					break
+				}
+			}
+			if ok {
+				c.syncOK.Add(1)
+			} else if ctx.Err() == nil {
+				c.syncFail.Add(1)
+			}
+		} else {
+			key := fmt.Sprintf("c%d-%d", id, n)
+			accepted := false
+			// A client retries a write on the other gateway with the same
+			// key: the response may have been lost after it was stored.
+			for _, u := range []string{gw, other(s.gwURLs, gw)} {
+				if write(ctx, hc, u, key) {
+					accepted = true
+					break
+				}
+			}
+			if accepted {
+				c.mu.Lock()
+				c.accepted = append(c.accepted, key)
+				c.mu.Unlock()
+			} else if ctx.Err() == nil {
+				c.asyncRefused.Add(1)
+			}
+		}
+		time.Sleep(time.Duration(5+rng.IntN(10)) * time.Millisecond) // pacing, not a wait for state
+	}
+}
+
+func other(urls []string, u string) string {
+	for _, o := range urls {
+		if o != u {
+			return o
+		}
+	}
+	return u
+}
+
+type readResult int
+
+const (
+	readOK readResult = iota
+	readFailed
+	readWrong
+)
+
+// read fetches /read?size=N and checks the body against Content-Digest and
+// the payload the demo serves for that size.
+func read(ctx context.Context, hc *http.Client, gw string, size int) readResult {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, gw+"/read?size="+strconv.Itoa(size), nil)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return readFailed
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return readFailed
+	}
+	sum := sha256.Sum256(body)
+	want := "sha-256=:" + base64.StdEncoding.EncodeToString(sum[:]) + ":"
+	if resp.Header.Get("Content-Digest") != want || string(body) != string(demo.Body(size)) {
+		return readWrong
+	}
+	return readOK
+}
+
+// write posts an async write; true when the gateway accepted it (202).
+func write(ctx context.Context, hc *http.Client, gw, key string) bool {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gw+"/write", strings.NewReader("payload "+key))
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusAccepted
+}
+
+// fault is one injected fault and how long its victim took to recover.
+type fault struct {
+	At         string  `json:"at"` // offset from the start
+	Kind       string  `json:"kind"`
+	Victim     string  `json:"victim"`
+	Action     string  `json:"action"`
+	HeldMS     int64   `json:"held_ms"`
+	RecoveryMS int64   `json:"recovery_ms"` // from the end of the fault until healthy again
+	Recovered  bool    `json:"recovered"`
+	_          [0]bool // no positional literals
+}
+
+// schedule injects faults until ctx ends: every 2-5 s, one process of a
+// random kind is SIGKILLed (and restarted), SIGSTOPped (and continued) or
+// restarted (SIGTERM); faults of one kind never overlap, so at most one of
+// the three registry nodes, one of the three demos and one of the three
+// JetStream members (two gateways and the delivery-only process) is down
+// at a time; clients fail over to the other gateway.
+func schedule(ctx context.Context, s *stack, rng *rand.Rand, hc *http.Client, t0 time.Time) []fault {
+	kinds := map[string][]*proc{"registry": s.regs, "demo": s.demos, "gateway": s.gws, "delivery": s.jss}
+	names := []string{"registry", "demo", "gateway", "delivery"}
+	// The gateways and the delivery-only process are the three JetStream
+	// members: at most one of them is down at a time.
+	group := map[string]string{"registry": "registry", "demo": "demo", "gateway": "jetstream", "delivery": "jetstream"}
+	var mu sync.Mutex
+	var faults []fault
+	var wg sync.WaitGroup
+	busy := map[string]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return faults
+		case <-time.After(time.Duration(2000+rng.IntN(3000)) * time.Millisecond):
+		}
+		kind := names[rng.IntN(len(names))]
+		g := group[kind]
+		mu.Lock()
+		if busy[g] {
+			mu.Unlock()
+			continue
+		}
+		busy[g] = true
+		mu.Unlock()
+		procs := kinds[kind]
+		victim := procs[rng.IntN(len(procs))]
+		action := []string{"sigkill", "sigstop", "restart"}[rng.IntN(3)]
+		hold := time.Duration(500+rng.IntN(2500)) * time.Millisecond
+		at := time.Since(t0)
+		wg.Go(func() {
+			f := fault{At: at.Round(time.Millisecond).String(), Kind: kind, Victim: victim.name, Action: action, HeldMS: hold.Milliseconds()}
+			switch action {
+			case "sigkill":
+				victim.kill()
+				time.Sleep(hold)
+				victim.start()
+			case "sigstop":
+				victim.signal(syscall.SIGSTOP)
+				time.Sleep(hold)
+				victim.signal(syscall.SIGCONT)
+			case "restart":
+				victim.terminate(10 * time.Second)
+				time.Sleep(hold)
+				victim.start()
+			}
+			d, ok := victim.waitHealthy(hc, 60*time.Second)
+			f.RecoveryMS, f.Recovered = d.Milliseconds(), ok
+			mu.Lock()
+			faults = append(faults, f)
+			busy[g] = false
+			mu.Unlock()
+		})
+	}
+}
+
+// Report is report.json.
+type Report struct {
+	Seed             uint64         `json:"seed"`
+	Duration         string         `json:"duration"`
+	Accepted         int            `json:"accepted"`
+	DeliveredOnce    int            `json:"delivered_exactly_once_by_key"`
+	Lost             int            `json:"lost"`
+	BackendDups      int            `json:"duplicates_at_backend"`
+	AsyncRefused     int64          `json:"async_refused"`
+	SyncOK           int64          `json:"sync_ok"`
+	SyncFailed       int64          `json:"sync_failed"`
+	SyncSuccessRatio float64        `json:"sync_success_ratio"`
+	WrongBodies      int64          `json:"wrong_bodies"`
+	Faults           []fault        `json:"faults"`
+	RecoveryP50MS    map[string]int `json:"recovery_p50_ms"`
+	RecoveryMaxMS    map[string]int `json:"recovery_max_ms"`
+	SettleMS         int64          `json:"settle_ms"`
+	LostKeys         []string       `json:"lost_keys,omitempty"`
+}
+
+func run(bin string, duration time.Duration, seed uint64, out string, nclients int, settle time.Duration) error {
+	if out == "" {
+		var err error
+		if out, err = os.MkdirTemp("", "bulwark-soak-"); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	snk := &sink{seen: map[string]int{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: snk}
+	go srv.Serve(ln)
+	defer srv.Close()
+
+	s, err := build(bin, out, "http://"+ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer s.down()
+	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	if err := s.up(hc); err != nil {
+		return err
+	}
+	// The gateways route reads once the demos are registered.
+	deadline := time.Now().Add(60 * time.Second)
+	for read(context.Background(), hc, s.gwURLs[0], 10) != readOK || read(context.Background(), hc, s.gwURLs[1], 10) != readOK {
+		if time.Now().After(deadline) {
+			return errors.New("the gateways never served a read from the demos")
+		}
+		time.Sleep(50 * time.Millisecond) // polling
+	}
+	fmt.Fprintf(os.Stderr, "soak: stack up (logs in %s); %v of faults, seed %d\n", out, duration, seed)
+
+	var c counts
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range nclients {
+		rng := rand.New(rand.NewPCG(seed, uint64(i)+1))
+		wg.Go(func() { client(ctx, i, s, rng, &c, hc) })
+	}
+	faults := schedule(ctx, s, rand.New(rand.NewPCG(seed, 0)), hc, t0)
+	wg.Wait()
+
+	// Every accepted write must arrive once the stack is whole again.
+	settled := time.Now()
+	var lost []string
+	for {
+		lost = lost[:0]
+		snk.mu.Lock()
+		for _, k := range c.accepted {
+			if snk.seen[k] == 0 {
+				lost = append(lost, k)
+			}
+		}
+		snk.mu.Unlock()
+		if len(lost) == 0 || time.Since(settled) > settle {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // polling
+	}
+	r := Report{Seed: seed, Duration: duration.String(), Accepted: len(c.accepted), Lost: len(lost), LostKeys: lost,
+		AsyncRefused: c.asyncRefused.Load(), SyncOK: c.syncOK.Load(), SyncFailed: c.syncFail.Load(),
+		WrongBodies: c.wrongBody.Load(), Faults: faults, SettleMS: time.Since(settled).Milliseconds()}
+	snk.mu.Lock()
+	for _, k := range c.accepted {
+		if snk.seen[k] == 1 {
+			r.DeliveredOnce++
+		}
+	}
+	for _, n := range snk.seen {
+		if n > 1 {
+			r.BackendDups += n - 1
+		}
+	}
+	snk.mu.Unlock()
+	if t := r.SyncOK + r.SyncFailed + r.WrongBodies; t > 0 {
+		r.SyncSuccessRatio = float64(r.SyncOK) / float64(t)
+	}
+	r.RecoveryP50MS, r.RecoveryMaxMS = recoveryStats(faults)
+	b, _ := json.MarshalIndent(r, "", "  ")
+	if err := os.WriteFile(filepath.Join(out, "report.json"), b, 0o644); err != nil {
+		return err
+	}
+	if err := writeHTML(filepath.Join(out, "report.html"), r); err != nil {
+		return err
+	}
+	fmt.Printf("%s\n", b)
+	fmt.Fprintf(os.Stderr, "soak: report in %s\n", filepath.Join(out, "report.html"))
+	if r.Lost > 0 || r.WrongBodies > 0 {
+		return fmt.Errorf("%d accepted writes lost, %d wrong bodies (seed %d)", r.Lost, r.WrongBodies, seed)
+	}
+	return nil
+}
+
+func recoveryStats(fs []fault) (p50, maxv map[string]int) {
+	by := map[string][]int{}
+	for _, f := range fs {
+		k := f.Kind + "/" + f.Action
+		by[k] = append(by[k], int(f.RecoveryMS))
+	}
+	p50, maxv = map[string]int{}, map[string]int{}
+	for k, v := range by {
+		sort.Ints(v)
+		p50[k], maxv[k] = v[len(v)/2], v[len(v)-1]
+	}
+	return p50, maxv
+}
