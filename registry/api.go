@@ -90,6 +90,10 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/services/{service}", n.handleService)
 	mux.HandleFunc("GET /v1/watch/{service}", n.handleWatch)
 	mux.HandleFunc("GET /v1/status", n.handleStatus)
+	mux.HandleFunc("POST /v1/renew", n.write(n.handleRenewBatch))
+	if n.cfg.Mount != nil {
+		n.cfg.Mount(n, mux)
+	}
 	return mux
 }
 
