@@ -120,7 +120,7 @@ func (a *API) healthEntry(inst registry.InstanceInfo) serviceEntry {
 			Port: port, Address: host, Weights: weights{1, 1}, Datacenter: a.opts.Datacenter,
 			CreateIndex: inst.RegisterIndex, ModifyIndex: inst.ModifyIndex},
 		Checks: []healthCheck{{Node: host, CheckID: checkID, Name: checkName, Status: status(inst.Health),
-			Output: "registry lease: " + inst.Health.String(),
+			Output:    "registry lease: " + inst.Health.String(),
 			ServiceID: inst.ID, ServiceName: inst.Service, ServiceTags: tags, Type: "ttl",
 			CreateIndex: inst.RegisterIndex, ModifyIndex: inst.ModifyIndex}},
 	}
