@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync/atomic"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/bulwark-go/bulwark/delivery"
 	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/bulwark-go/bulwark/registry"
+	"github.com/bulwark-go/bulwark/registry/consulapi"
+	"github.com/bulwark-go/bulwark/registry/eureka"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -78,6 +81,12 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 		cfg := registry.Config{NodeID: r.NodeID, HTTPAddr: or(r.HTTP, "127.0.0.1:8500"), RaftAddr: or(r.Raft, "127.0.0.1:8501"),
 			DataDir: r.DataDir, Bootstrap: r.Bootstrap, Token: r.Token, DefaultTTL: r.TTL, SuspectTimeout: r.SuspectTimeout,
 			Logger: logger.With("component", "registry")}
+		// Consul's and Eureka's APIs share the registry's listener, so
+		// services with those clients register unchanged.
+		cfg.Mount = func(n *registry.Node, mux *http.ServeMux) {
+			consulapi.New(n, consulapi.Options{Logger: cfg.Logger}).Register(mux)
+			eureka.New(n, eureka.Options{Logger: cfg.Logger}).Register(mux)
+		}
 		for _, p := range r.Peers {
 			cfg.Peers = append(cfg.Peers, registry.Peer{ID: p.ID, RaftAddr: p.Raft, HTTPAddr: p.HTTP})
 		}
