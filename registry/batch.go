@@ -112,7 +112,7 @@ func (n *Node) renewBatch(keys []InstanceKey) (RenewBatchResponse, error) {
 	t := n.leases
 	t.mu.Lock()
 	for _, h := range hits {
-		t.leases[h.k] = lease{registerIndex: h.registerIndex, deadline: now.Add(h.ttl), scan: t.scans}
+		t.renewLocked(h.k, h.registerIndex, now.Add(h.ttl))
 	}
 	t.mu.Unlock()
 	res.Renewed = len(hits)

@@ -345,3 +345,19 @@ func (f *fsm) leases(dst []leaseView) []leaseView {
 	}
 	return dst
 }
+
+// lookupLeases fills in the catalog view of each due lease, under one read
+// lock.
+func (f *fsm) lookupLeases(due []dueLease) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for i := range due {
+		inst := f.cat.Services[due[i].key.service][due[i].key.id]
+		if inst == nil {
+			due[i].ok = false
+			continue
+		}
+		due[i].view = leaseView{inst.Service, inst.ID, inst.Health, time.Duration(inst.TTL), inst.RegisterIndex}
+		due[i].ok = true
+	}
+}

@@ -43,6 +43,7 @@ type options struct {
 	seed               uint64
 	allowHostNetns     bool
 	demoLeader         bool
+	scale              scaleOpts
 }
 
 // results is everything one run measured, written as JSON.
@@ -51,6 +52,7 @@ type results struct {
 	Settings map[string]any `json:"settings"`
 	Rates    []rate         `json:"rates"`
 	Detect   []detectResult `json:"detect"`
+	Scale    *scaleResult   `json:"scale,omitempty"`
 }
 
 func main() {
@@ -82,6 +84,17 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.demoLeader, "instances-at-leader", false, "detect/loss: register every instance with the leader instead of spreading them over the nodes")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed for kill timing")
 	flag.BoolVar(&o.allowHostNetns, "allow-host-netns", false, "run even in the host's network namespace (throughput then measures its loopback shaping)")
+	flag.IntVar(&o.scale.services, "scale-services", 1000, "scale: services")
+	flag.IntVar(&o.scale.perService, "scale-per-service", 100, "scale: instances per service")
+	flag.DurationVar(&o.scale.ttl, "scale-ttl", 3*time.Second, "scale: lease TTL")
+	flag.DurationVar(&o.scale.every, "scale-every", time.Second, "scale: renewal interval of every instance")
+	flag.IntVar(&o.scale.batch, "scale-batch", 1000, "scale: instances per POST /v1/renew")
+	flag.IntVar(&o.scale.shards, "scale-shards", 20, "scale: renewal goroutines (instances split evenly)")
+	flag.IntVar(&o.scale.regWorkers, "scale-register-workers", 64, "scale: concurrent registrations while filling the catalog")
+	flag.DurationVar(&o.scale.window, "scale-window", 20*time.Second, "scale: steady-state measurement window")
+	flag.IntVar(&o.scale.watchers, "scale-watchers", 100, "scale: blocking-query watchers of one service")
+	flag.IntVar(&o.scale.changes, "scale-changes", 10, "scale: changes to the watched service")
+	flag.DurationVar(&o.scale.failoverObserve, "scale-failover-observe", 15*time.Second, "scale: observation after the leader kill")
 	flag.Parse()
 	if o.bin == "" {
 		return o, fmt.Errorf("-bin is required")
@@ -188,8 +201,15 @@ func runPhase(ctx context.Context, p *procs, o options, ph string, res *results)
 			return err
 		}
 		res.Detect = append(res.Detect, d)
+	case "scale":
+		r, err := runScale(ctx, c, o.scale)
+		if err != nil {
+			return err
+		}
+		r.print()
+		res.Scale = &r
 	default:
-		return fmt.Errorf("unknown phase (want register, renew, detect, loss)")
+		return fmt.Errorf("unknown phase (want register, renew, detect, loss, scale)")
 	}
 	return nil
 }
