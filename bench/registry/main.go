@@ -53,6 +53,8 @@ type results struct {
 	Rates    []rate         `json:"rates"`
 	Detect   []detectResult `json:"detect"`
 	Scale    *scaleResult   `json:"scale,omitempty"`
+	Etcd     *etcdResult    `json:"etcd,omitempty"`
+	EtcdSkip string         `json:"etcd_skipped,omitempty"`
 }
 
 func main() {
@@ -89,7 +91,7 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.scale.ttl, "scale-ttl", 3*time.Second, "scale: lease TTL")
 	flag.DurationVar(&o.scale.every, "scale-every", time.Second, "scale: renewal interval of every instance")
 	flag.IntVar(&o.scale.batch, "scale-batch", 1000, "scale: instances per POST /v1/renew")
-	flag.IntVar(&o.scale.shards, "scale-shards", 20, "scale: renewal goroutines (instances split evenly)")
+	flag.IntVar(&o.scale.shards, "scale-shards", 100, "scale: renewal goroutines, instances split evenly (100 × 1,000: one batch per goroutine per interval, so one slow batch delays no other)")
 	flag.IntVar(&o.scale.regWorkers, "scale-register-workers", 64, "scale: concurrent registrations while filling the catalog")
 	flag.DurationVar(&o.scale.window, "scale-window", 20*time.Second, "scale: steady-state measurement window")
 	flag.IntVar(&o.scale.watchers, "scale-watchers", 100, "scale: blocking-query watchers of one service")
@@ -162,6 +164,20 @@ func runPhase(ctx context.Context, p *procs, o options, ph string, res *results)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if ph == "etcd" { // the same workload on etcd, no Bulwark cluster
+		if err := etcdAvailable(); err != nil {
+			fmt.Println("  etcd skipped:", err)
+			res.EtcdSkip = err.Error()
+			return nil
+		}
+		r, err := runEtcd(ctx, p, dir, o.scale)
+		if err != nil {
+			return err
+		}
+		r.print()
+		res.Etcd = &r
+		return nil
+	}
 	c, err := startCluster(ctx, p, o.bin, dir, 3, o.ttl, o.suspect)
 	if err != nil {
 		return err
@@ -209,7 +225,7 @@ func runPhase(ctx context.Context, p *procs, o options, ph string, res *results)
 		r.print()
 		res.Scale = &r
 	default:
-		return fmt.Errorf("unknown phase (want register, renew, detect, loss, scale)")
+		return fmt.Errorf("unknown phase (want register, renew, detect, loss, scale, etcd)")
 	}
 	return nil
 }
