@@ -199,6 +199,9 @@ func runEtcd(ctx context.Context, p *procs, dir string, o scaleOpts) (etcdResult
 			return err
 		}
 		s := &etcdStream{sent: map[int64]time.Time{}, stream: st, conn: conn, member: member}
+		if old := streams[k]; old != nil {
+			old.conn.Close()
+		}
 		streams[k] = s
 		go func() {
 			for {
@@ -242,12 +245,16 @@ func runEtcd(ctx context.Context, p *procs, dir string, o scaleOpts) (etcdResult
 	var wg sync.WaitGroup
 	defer func() {
 		stop()
-		wg.Wait()
+		// Closing the connections unblocks a Send held by flow control
+		// (etcd not reading), so the senders can see runCtx end.
+		mu.Lock()
 		for _, s := range streams {
 			if s != nil {
 				s.conn.Close()
 			}
 		}
+		mu.Unlock()
+		wg.Wait()
 	}()
 	for k := range streams {
 		wg.Go(func() {
