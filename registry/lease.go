@@ -47,8 +47,12 @@ type leaseTable struct {
 	last   int64 // last slot processed
 }
 
-// reconcileEvery is how many ticks pass between full reconcile scans.
-const reconcileEvery = 50
+// reconcileEvery is how many ticks pass between full reconcile scans;
+// scanChunk is how many leases a scan judges per hold of the table's lock.
+const (
+	reconcileEvery = 50
+	scanChunk      = 2048
+)
 
 func newLeaseTable() *leaseTable {
 	return &leaseTable{leases: map[leaseKey]lease{}, wheel: map[int64][]leaseKey{}, tick: 100 * time.Millisecond}
@@ -136,7 +140,14 @@ func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.
 	if t.last == 0 {
 		t.last = t.slot(now) - 1
 	}
-	for _, v := range views {
+	for i, v := range views {
+		if i > 0 && i%scanChunk == 0 {
+			// Let renewals in: a pass over 100,000 leases holds the lock
+			// for tens of milliseconds (more on a busy machine), which
+			// would show up as renewal latency.
+			t.mu.Unlock()
+			t.mu.Lock()
+		}
 		k := leaseKey{v.service, v.id}
 		l, ok := t.leases[k]
 		if !ok || l.registerIndex != v.registerIndex {
