@@ -32,6 +32,11 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	// The test binary doubles as a service that registers through the
+	// Consul API (consul_test.go).
+	if code, ok := runConsulService(); ok {
+		os.Exit(code)
+	}
 	// Scenario timings must not measure the host's (sometimes shaped) lo.
 	if code, done := netns.Isolate(); done {
 		os.Exit(code)

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -166,7 +167,11 @@ func (p *pool) update(insts []bulwark.Instance) error {
 		m.setSignatureKey(in.Metadata[MetadataSignatureKey])
 		w := 1
 		if s := in.Metadata["weight"]; s != "" {
-			fmt.Sscan(s, &w)
+			// strconv, not fmt.Sscan: &w would escape, one allocation per
+			// endpoint on every registry update.
+			if v, err := strconv.Atoi(strings.TrimSpace(s)); err == nil {
+				w = v
+			}
 		}
 		ms = append(ms, balance.Member{ID: id, Address: in.Address, Weight: max(w, 1), Data: m})
 	}

@@ -91,12 +91,29 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/services/{service}", n.handleService)
 	mux.HandleFunc("GET /v1/watch/{service}", n.handleWatch)
 	mux.HandleFunc("GET /v1/status", n.handleStatus)
+	mux.HandleFunc("POST /v1/renew", n.write(n.handleRenewBatch))
+	deny := func(w http.ResponseWriter, status int, msg string) {
+		n.writeJSON(w, status, n.fsm.index(), errorResponse{Error: "registry: " + msg})
+	}
 	// Every write needs the token when one is set (401 without, 403 when
 	// wrong), and browsers cannot send writes cross-origin.
-	return writeauth.Protect(mux, writeauth.Config{Token: n.cfg.Token, Realm: "bulwark-registry",
-		Deny: func(w http.ResponseWriter, status int, msg string) {
-			n.writeJSON(w, status, n.fsm.index(), errorResponse{Error: "registry: " + msg})
-		}})
+	own := writeauth.Protect(mux, writeauth.Config{Token: n.cfg.Token, Realm: "bulwark-registry", Deny: deny})
+	if n.cfg.Mount == nil {
+		return own
+	}
+	// Mounted APIs (Consul's, Eureka's) take the token the way their
+	// clients send it (X-Consul-Token, basic auth) and check it through
+	// Node.CheckToken themselves; the cross-origin rule applies to them too.
+	ext := http.NewServeMux()
+	n.cfg.Mount(n, ext)
+	mounted := writeauth.Protect(ext, writeauth.Config{Realm: "bulwark-registry", Deny: deny})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := ext.Handler(r); pattern != "" {
+			mounted.ServeHTTP(w, r)
+			return
+		}
+		own.ServeHTTP(w, r)
+	})
 }
 
 // statusOf is the one table from errors to HTTP status codes.

@@ -99,6 +99,13 @@ type Config struct {
 	// 10240.
 	TrailingLogs uint64
 
+	// Mount, when set, adds further HTTP APIs to the node's listener
+	// beside its own: the Consul and Eureka translations
+	// (registry/consulapi, registry/eureka). Handler calls it with the node
+	// and the mux it is building; the mounted handlers write through the
+	// node's exported methods, so through the same Raft path.
+	Mount func(n *Node, mux *http.ServeMux)
+
 	// Logger receives the node's logs (Raft's own at Debug). nil discards.
 	Logger *slog.Logger
 	// Middleware, when set, wraps the HTTP API's handler (cmd/bulwark

@@ -68,8 +68,11 @@ func validName(s string) bool {
 
 // decodeStrict decodes exactly one JSON object into v, rejecting unknown
 // fields, wrong types and trailing data, and names the offending field.
-func decodeStrict(r io.Reader, v any) error {
-	dec := json.NewDecoder(io.LimitReader(r, maxBodyBytes+1))
+func decodeStrict(r io.Reader, v any) error { return decodeStrictN(r, v, maxBodyBytes) }
+
+// decodeStrictN is decodeStrict reading at most limit bytes.
+func decodeStrictN(r io.Reader, v any, limit int64) error {
+	dec := json.NewDecoder(io.LimitReader(r, limit+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
@@ -114,42 +117,48 @@ func decodeRegister(body []byte, minTTL, maxTTL, defTTL time.Duration) (Register
 	if err := decodeStrict(bytes.NewReader(body), &req); err != nil {
 		return req, err
 	}
+	return req, validateRegister(&req, minTTL, maxTTL, defTTL)
+}
+
+// validateRegister checks a registration however it arrived (our JSON, or
+// a Consul or Eureka translation) and fills in the default TTL.
+func validateRegister(req *RegisterRequest, minTTL, maxTTL, defTTL time.Duration) error {
 	if !validName(req.Service) {
-		return req, &FieldError{Field: "service", Msg: fmt.Sprintf("%q: %s", req.Service, fieldInvalidFn)}
+		return &FieldError{Field: "service", Msg: fmt.Sprintf("%q: %s", req.Service, fieldInvalidFn)}
 	}
 	if !validName(req.ID) {
-		return req, &FieldError{Field: "id", Msg: fmt.Sprintf("%q: %s", req.ID, fieldInvalidFn)}
+		return &FieldError{Field: "id", Msg: fmt.Sprintf("%q: %s", req.ID, fieldInvalidFn)}
 	}
 	if req.Address == "" || len(req.Address) > maxAddressLen || strings.ContainsAny(req.Address, " \t\r\n") {
-		return req, &FieldError{Field: "address", Msg: fmt.Sprintf("want a URL or host:port of 1-%d bytes without spaces", maxAddressLen)}
+		return &FieldError{Field: "address", Msg: fmt.Sprintf("want a URL or host:port of 1-%d bytes without spaces", maxAddressLen)}
 	}
 	if len(req.Metadata) == 0 {
 		req.Metadata = nil // {} and absent mean the same
 	}
 	if len(req.Metadata) > maxMetadata {
-		return req, &FieldError{Field: "metadata", Msg: fmt.Sprintf("%d entries, at most %d", len(req.Metadata), maxMetadata)}
+		return &FieldError{Field: "metadata", Msg: fmt.Sprintf("%d entries, at most %d", len(req.Metadata), maxMetadata)}
 	}
 	for k, v := range req.Metadata {
 		if !validName(k) {
-			return req, &FieldError{Field: "metadata", Msg: fmt.Sprintf("key %q: %s", k, fieldInvalidFn)}
+			return &FieldError{Field: "metadata", Msg: fmt.Sprintf("key %q: %s", k, fieldInvalidFn)}
 		}
 		if len(v) > maxMetaValue {
-			return req, &FieldError{Field: "metadata", Msg: fmt.Sprintf("value of %q longer than %d bytes", k, maxMetaValue)}
+			return &FieldError{Field: "metadata", Msg: fmt.Sprintf("value of %q longer than %d bytes", k, maxMetaValue)}
 		}
 	}
 	if req.HealthURL != "" {
 		u, err := url.Parse(req.HealthURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || len(req.HealthURL) > maxAddressLen {
-			return req, &FieldError{Field: "health_url", Msg: "want an absolute http(s) URL"}
+			return &FieldError{Field: "health_url", Msg: "want an absolute http(s) URL"}
 		}
 	}
 	if req.TTL == 0 {
 		req.TTL = Duration(defTTL)
 	}
 	if ttl := time.Duration(req.TTL); ttl < minTTL || ttl > maxTTL {
-		return req, &FieldError{Field: "ttl", Msg: fmt.Sprintf("%v: want between %v and %v", ttl, minTTL, maxTTL)}
+		return &FieldError{Field: "ttl", Msg: fmt.Sprintf("%v: want between %v and %v", ttl, minTTL, maxTTL)}
 	}
-	return req, nil
+	return nil
 }
 
 // blockingParams parses ?index=N&wait=D. wait defaults to 30 s when index

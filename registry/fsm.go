@@ -154,9 +154,15 @@ func (cat *catalog) apply(c *command, index uint64) applyResult {
 			svc = map[string]*InstanceInfo{}
 			cat.Services[c.Service] = svc
 		}
+		// A registration may start suspect (a Consul check registered
+		// critical, a Eureka instance STARTING); anything else starts up.
+		health := bulwark.HealthUp
+		if c.Health == bulwark.HealthSuspect {
+			health = c.Health
+		}
 		info := &InstanceInfo{
 			Instance: bulwark.Instance{Service: c.Service, ID: c.ID, Address: c.Address,
-				Metadata: maps.Clone(c.Metadata), Health: bulwark.HealthUp},
+				Metadata: maps.Clone(c.Metadata), Health: health},
 			HealthURL: c.HealthURL, TTL: c.TTL, RegisterIndex: index, ModifyIndex: index,
 		}
 		svc[c.ID] = info
@@ -338,4 +344,20 @@ func (f *fsm) leases(dst []leaseView) []leaseView {
 		}
 	}
 	return dst
+}
+
+// lookupLeases fills in the catalog view of each due lease, under one read
+// lock.
+func (f *fsm) lookupLeases(due []dueLease) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	for i := range due {
+		inst := f.cat.Services[due[i].key.service][due[i].key.id]
+		if inst == nil {
+			due[i].ok = false
+			continue
+		}
+		due[i].view = leaseView{inst.Service, inst.ID, inst.Health, time.Duration(inst.TTL), inst.RegisterIndex}
+		due[i].ok = true
+	}
 }

@@ -355,3 +355,95 @@ func TestRegistrationReregistersAfterLoss(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// TestLeaseWheel: between reconcile scans the leader judges leases from the
+// timing wheel alone, with the same outcomes as a scan: grace, suspect at
+// the deadline, expire after SuspectTimeout more, renewals move deadlines,
+// a vanished instance leaves the table, a new incarnation gets grace.
+func TestLeaseWheel(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const ttl, suspectAfter = time.Second, 2 * time.Second
+		tab := newLeaseTable()
+		views := map[leaseKey]leaseView{
+			{"s", "a"}: {service: "s", id: "a", health: bulwark.HealthUp, ttl: ttl, registerIndex: 7},
+			{"s", "b"}: {service: "s", id: "b", health: bulwark.HealthUp, ttl: ttl, registerIndex: 8},
+		}
+		var all []leaseView
+		for _, v := range views {
+			all = append(all, v)
+		}
+		start := time.Now()
+		tab.scan(all, start, suspectAfter) // grace for both
+		// tick runs one wheel tick at start+at and returns "id:op" strings.
+		tick := func(at time.Duration) []string {
+			time.Sleep(time.Until(start.Add(at)))
+			due := tab.popDue(time.Now(), nil)
+			for i := range due {
+				v, ok := views[due[i].key]
+				due[i].view, due[i].ok = v, ok
+			}
+			var out []string
+			for _, a := range tab.settle(due, time.Now(), suspectAfter) {
+				op := "suspect"
+				if a.expire {
+					op = "expire"
+				}
+				out = append(out, a.id+":"+op)
+				// Commit it, as the leader would.
+				v := views[leaseKey{a.service, a.id}]
+				if a.expire {
+					delete(views, leaseKey{a.service, a.id})
+				} else {
+					v.health = bulwark.HealthSuspect
+					views[leaseKey{a.service, a.id}] = v
+				}
+			}
+			return out
+		}
+		for at := 100 * time.Millisecond; at <= 900*time.Millisecond; at += 100 * time.Millisecond {
+			if got := tick(at); len(got) != 0 {
+				t.Fatalf("t=%v: %v within the grace TTL", at, got)
+			}
+			tab.renew(leaseKey{"s", "b"}, 8, time.Now(), ttl) // b renews every 100 ms
+		}
+		var got []string
+		for at := time.Second; at <= 1300*time.Millisecond; at += 100 * time.Millisecond {
+			got = append(got, tick(at)...)
+			tab.renew(leaseKey{"s", "b"}, 8, time.Now(), ttl)
+		}
+		if fmt.Sprint(got) != "[a:suspect]" {
+			t.Fatalf("around the deadline: %v, want [a:suspect]", got)
+		}
+		got = nil
+		for at := 1400 * time.Millisecond; at <= 3300*time.Millisecond; at += 100 * time.Millisecond {
+			got = append(got, tick(at)...)
+			tab.renew(leaseKey{"s", "b"}, 8, time.Now(), ttl)
+		}
+		if fmt.Sprint(got) != "[a:expire]" {
+			t.Fatalf("after SuspectTimeout: %v, want [a:expire]", got)
+		}
+		tick(3400 * time.Millisecond)
+		tab.mu.Lock()
+		_, hasA := tab.leases[leaseKey{"s", "a"}]
+		tab.mu.Unlock()
+		if hasA {
+			t.Fatal("expired instance still in the lease table")
+		}
+		// b re-registers (new incarnation) and stops renewing: grace of one
+		// TTL from now, then suspect.
+		views[leaseKey{"s", "b"}] = leaseView{service: "s", id: "b", health: bulwark.HealthUp, ttl: ttl, registerIndex: 20}
+		got = nil
+		for at := 3500 * time.Millisecond; at <= 5800*time.Millisecond; at += 100 * time.Millisecond {
+			if r := tick(at); len(r) > 0 {
+				got = append(got, fmt.Sprint(at, r))
+			}
+		}
+		// The wheel meets the new incarnation when the old lease's slot comes
+		// due (deadline 4.3 s, judged at 4.4 s), grants it a TTL of grace
+		// from there, and suspects it one tick after that runs out. (The
+		// leader's own register path renews the new incarnation at once.)
+		if len(got) != 1 || got[0] != "5.5s [b:suspect]" {
+			t.Fatalf("new incarnation: %v, want suspect at 5.5s", got)
+		}
+	})
+}

@@ -43,6 +43,7 @@ type options struct {
 	seed               uint64
 	allowHostNetns     bool
 	demoLeader         bool
+	scale              scaleOpts
 }
 
 // results is everything one run measured, written as JSON.
@@ -51,6 +52,9 @@ type results struct {
 	Settings map[string]any `json:"settings"`
 	Rates    []rate         `json:"rates"`
 	Detect   []detectResult `json:"detect"`
+	Scale    *scaleResult   `json:"scale,omitempty"`
+	Etcd     *etcdResult    `json:"etcd,omitempty"`
+	EtcdSkip string         `json:"etcd_skipped,omitempty"`
 }
 
 func main() {
@@ -82,6 +86,17 @@ func parseFlags() (options, error) {
 	flag.BoolVar(&o.demoLeader, "instances-at-leader", false, "detect/loss: register every instance with the leader instead of spreading them over the nodes")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed for kill timing")
 	flag.BoolVar(&o.allowHostNetns, "allow-host-netns", false, "run even in the host's network namespace (throughput then measures its loopback shaping)")
+	flag.IntVar(&o.scale.services, "scale-services", 1000, "scale: services")
+	flag.IntVar(&o.scale.perService, "scale-per-service", 100, "scale: instances per service")
+	flag.DurationVar(&o.scale.ttl, "scale-ttl", 3*time.Second, "scale: lease TTL")
+	flag.DurationVar(&o.scale.every, "scale-every", time.Second, "scale: renewal interval of every instance")
+	flag.IntVar(&o.scale.batch, "scale-batch", 1000, "scale: instances per POST /v1/renew")
+	flag.IntVar(&o.scale.shards, "scale-shards", 100, "scale: renewal goroutines, instances split evenly (100 × 1,000: one batch per goroutine per interval, so one slow batch delays no other)")
+	flag.IntVar(&o.scale.regWorkers, "scale-register-workers", 64, "scale: concurrent registrations while filling the catalog")
+	flag.DurationVar(&o.scale.window, "scale-window", 20*time.Second, "scale: steady-state measurement window")
+	flag.IntVar(&o.scale.watchers, "scale-watchers", 100, "scale: blocking-query watchers of one service")
+	flag.IntVar(&o.scale.changes, "scale-changes", 10, "scale: changes to the watched service")
+	flag.DurationVar(&o.scale.failoverObserve, "scale-failover-observe", 15*time.Second, "scale: observation after the leader kill")
 	flag.Parse()
 	if o.bin == "" {
 		return o, fmt.Errorf("-bin is required")
@@ -149,6 +164,20 @@ func runPhase(ctx context.Context, p *procs, o options, ph string, res *results)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if ph == "etcd" { // the same workload on etcd, no Bulwark cluster
+		if err := etcdAvailable(); err != nil {
+			fmt.Println("  etcd skipped:", err)
+			res.EtcdSkip = err.Error()
+			return nil
+		}
+		r, err := runEtcd(ctx, p, dir, o.scale)
+		if err != nil {
+			return err
+		}
+		r.print()
+		res.Etcd = &r
+		return nil
+	}
 	c, err := startCluster(ctx, p, o.bin, dir, 3, o.ttl, o.suspect)
 	if err != nil {
 		return err
@@ -188,8 +217,15 @@ func runPhase(ctx context.Context, p *procs, o options, ph string, res *results)
 			return err
 		}
 		res.Detect = append(res.Detect, d)
+	case "scale":
+		r, err := runScale(ctx, c, o.scale)
+		if err != nil {
+			return err
+		}
+		r.print()
+		res.Scale = &r
 	default:
-		return fmt.Errorf("unknown phase (want register, renew, detect, loss)")
+		return fmt.Errorf("unknown phase (want register, renew, detect, loss, scale, etcd)")
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Registry benchmark: builds bulwark and the benchmark driver, then runs the
-# driver inside private PID and network namespaces (unshare --pid -n) with
+# driver inside private PID, mount (for its own /proc, so per-process CPU and
+# RSS can be read) and network namespaces (unshare --pid --mount-proc -n) with
 # only lo up. The network namespace keeps the host's shaped loopback (see
 # /work/shared/anchors/loopback-shaping.md) and the nftables packet loss of
 # the "loss" phase away from everything else; the PID namespace guarantees
@@ -28,7 +29,7 @@ OUT=${OUT:-$here/results/$(date -u +%Y%m%dT%H%M%SZ).json}
 echo "# $(date -u +%FT%TZ) $(uname -srm) nproc=$(nproc) $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
 echo "# load before: $(uptime)"
 export REGBENCH_HOST_NETNS=$(readlink /proc/self/ns/net)
-unshare --fork --pid --kill-child -n bash -c '
+unshare --fork --pid --kill-child --mount-proc -n bash -c '
 	set -e
 	ip link set lo up
 	echo "# netns lo qdisc: $(tc qdisc show dev lo 2>/dev/null || echo n/a)"

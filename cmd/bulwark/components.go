@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/bulwark-go/bulwark/registry"
+	"github.com/bulwark-go/bulwark/registry/consulapi"
+	"github.com/bulwark-go/bulwark/registry/eureka"
 	"github.com/bulwark-go/bulwark/tracing"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -100,6 +103,12 @@ func startComponentsWith(ctx context.Context, f *config.File, logger *slog.Logge
 			Logger: logger.With("component", "registry")}
 		if loops != nil {
 			cfg.Run = loops.run
+		}
+		// Consul's and Eureka's APIs share the registry's listener, so
+		// services with those clients register unchanged.
+		cfg.Mount = func(n *registry.Node, mux *http.ServeMux) {
+			consulapi.New(n, consulapi.Options{Logger: cfg.Logger}).Register(mux)
+			eureka.New(n, eureka.Options{Logger: cfg.Logger}).Register(mux)
 		}
 		for _, p := range r.Peers {
 			cfg.Peers = append(cfg.Peers, registry.Peer{ID: p.ID, RaftAddr: p.Raft, HTTPAddr: p.HTTP})

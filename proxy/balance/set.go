@@ -168,6 +168,13 @@ func (s *Set) Update(members []Member) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	old := s.snap.Load()
+	if s.ready && sameMembers(old.eps, members) {
+		// The registry re-delivers the full list on every change, most of
+		// which (a health flip, another instance's renewal state) leave
+		// membership and weights as they are: keep the snapshot and its
+		// picker (a Maglev table costs milliseconds to rebuild).
+		return nil
+	}
 	next := &snapshot{eps: make([]*Endpoint, 0, len(members)), byID: make(map[string]*Endpoint, len(members))}
 	for i, m := range members {
 		id := m.ID
@@ -251,3 +258,23 @@ func (s *Set) Stats() []Stats {
 
 // errPolicy is wrapped by policy validation errors.
 var errPolicy = errors.New("invalid policy")
+
+// sameMembers reports whether members name exactly eps, in order, with the
+// same addresses and weights (so no new snapshot is needed; Update keeps
+// an existing endpoint's Data either way). It does not allocate.
+func sameMembers(eps []*Endpoint, members []Member) bool {
+	if len(eps) != len(members) || len(eps) == 0 {
+		return false
+	}
+	for i, m := range members {
+		id := m.ID
+		if id == "" {
+			id = m.Address
+		}
+		e := eps[i]
+		if e.id != id || e.addr != m.Address || e.weight.Load() != uint32(max(m.Weight, 1)) || m.Weight < 0 || m.Weight > MaxWeight {
+			return false
+		}
+	}
+	return true
+}
