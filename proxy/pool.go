@@ -49,6 +49,7 @@ type pool struct {
 	logger    *slog.Logger
 	events    func(Event)
 	metrics   *poolMetrics
+	latency   *poolLatency // successful tries' latency: adaptive timeouts and hedge delays
 
 	mu      sync.Mutex // guards static membership and closing
 	stop    context.CancelFunc
@@ -60,7 +61,7 @@ type pool struct {
 func newPool(u Upstream, opts *Options) (*pool, error) {
 	u = upstreamDefaults(u)
 	p := &pool{name: u.Name, cfg: u, maxVerify: int64(u.MaxVerifyBody), logger: opts.logger(),
-		events: opts.emit, members: map[string]*member{}}
+		events: opts.emit, members: map[string]*member{}, latency: &poolLatency{}}
 	p.passive = newPassiveHealth(p, u.Outlier)
 	pol, err := balancePolicy(u.Balance)
 	if err != nil {
