@@ -59,7 +59,7 @@ type Route struct {
 	// Retries re-send failed tries to another endpoint.
 	Retries Retries `yaml:"retries"`
 	// Hedge sends a second try when the first is slow; on by default for
-	// idempotent requests, after the pool's p95 latency, within a 5% budget.
+	// idempotent requests, after the pool's p99 latency, within a 5% budget.
 	Hedge Hedge `yaml:"hedge"`
 	// Limit is an adaptive concurrency limit for the route; on by default
 	// (Gradient2), shedding with 503 and Retry-After.
@@ -145,7 +145,7 @@ type Budget struct {
 
 // Hedge configures hedged requests for idempotent methods.
 type Hedge struct {
-	// Delay is "" (default: the pool's observed p95, or the adaptive
+	// Delay is "" (default: the pool's observed p99, or the adaptive
 	// per-try timeout when that is lower), "off", a duration such as
 	// "50ms", or "p95" (or another "pNN") for the route's own observed
 	// latency quantile.

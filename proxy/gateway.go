@@ -15,9 +15,13 @@
 // traffic while the client's request is retried on another one.
 //
 // The defaults are fault-tolerant: a config that lists only endpoints gets
-// P2C-EWMA balancing, outlier ejection, a per-endpoint breaker, up to 3
-// tries of idempotent requests on different endpoints within a 20% retry
-// budget, a 5 s per-try timeout, and Content-Digest verification.
+// P2C-EWMA balancing, outlier ejection, a per-endpoint breaker, retries of
+// idempotent requests on different endpoints while a 20% retry budget
+// lasts, a per-try timeout that adapts to the pool's latency (3 × p99, at
+// least 100 ms, at most 5 s), hedging after the pool's p99 within a 5%
+// budget, an adaptive (Gradient2) concurrency limit per route that sheds
+// with 503, and Content-Digest verification. The try loop is in try.go;
+// the latency the adaptive parts learn from is in latency.go.
 //
 // Package proxy never imports the registry or delivery packages: it
 // declares what it needs from them as [Resolver] and [Enqueuer], and

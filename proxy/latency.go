@@ -12,9 +12,9 @@ import (
 // timeouts and hedging"):
 //
 //	per-try timeout = clamp(AdaptiveTimeoutFactor × p99, AdaptiveTimeoutFloor, ceiling)
-//	hedge delay     = min(p95, per-try timeout)
+//	hedge delay     = min(p99, per-try timeout)
 //
-// where p95 and p99 are over the pool's last latencyWindow successful
+// where p99 is over the pool's last latencyWindow successful
 // tries and the ceiling is the route's per_try (default 5 s). Until the
 // pool has latencyMinSamples successes, tries get the ceiling and are not
 // hedged.
@@ -33,7 +33,7 @@ const (
 )
 
 // poolLatency keeps a pool's recent successful try latencies and their
-// 95th and 99th percentiles. It lives on the pool, so it survives reloads
+// 99th percentile. It lives on the pool, so it survives reloads
 // that keep the pool, and every route to the pool shares it. Recording
 // takes a mutex held for a few nanoseconds (and, every latencyEvery
 // samples, for two linear-time selections over the window); reading a
@@ -46,7 +46,7 @@ type poolLatency struct {
 	seen    int
 	since   int
 
-	p95, p99 atomic.Int64 // nanoseconds + 1; 0 until latencyMinSamples
+	p99 atomic.Int64 // nanoseconds + 1; 0 until latencyMinSamples
 }
 
 // record adds one successful try's latency.
@@ -64,9 +64,7 @@ func (l *poolLatency) record(d time.Duration) {
 	s := l.scratch[:l.seen]
 	copy(s, l.ring[:l.seen])
 	p99 := selectKth(s, rank(0.99, len(s)))
-	p95 := selectKth(s, rank(0.95, len(s)))
 	l.mu.Unlock()
-	l.p95.Store(int64(p95) + 1)
 	l.p99.Store(int64(p99) + 1)
 }
 
@@ -75,16 +73,17 @@ func rank(q float64, n int) int {
 	return min(max(int(math.Ceil(q*float64(n)))-1, 0), n-1)
 }
 
-// quantiles returns p95 and p99, ok false while there are too few samples.
-func (l *poolLatency) quantiles() (p95, p99 time.Duration, ok bool) {
-	a, b := l.p95.Load(), l.p99.Load()
-	return time.Duration(a - 1), time.Duration(b - 1), a > 0 && b > 0
+// p99 returns the 99th percentile, ok false while there are too few
+// samples.
+func (l *poolLatency) quantile() (p99 time.Duration, ok bool) {
+	v := l.p99.Load()
+	return time.Duration(v - 1), v > 0
 }
 
 // perTry returns the adaptive per-try timeout under ceiling, and whether
 // it is adaptive (false: not enough samples, the ceiling applies).
 func (l *poolLatency) perTry(ceiling time.Duration) (time.Duration, bool) {
-	_, p99, ok := l.quantiles()
+	p99, ok := l.quantile()
 	if !ok {
 		return ceiling, false
 	}
