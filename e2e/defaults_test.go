@@ -221,21 +221,30 @@ func TestDefaultsOverload(t *testing.T) {
 		slots    = 16
 		service  = 100 * time.Millisecond
 		capacity = float64(slots) / 0.100 // requests per second
-		overload = 8 * time.Second
-		settle   = 2 * time.Second // the limiter's convergence, excluded from the latency bound
+		overload = 10 * time.Second
+		settle   = 3 * time.Second // the limiter's convergence, excluded from the latency bound
 	)
-	b := releaseDemos(t, 1)[0]
-	setFault(t, b, demo.Fault{Mode: demo.ModeLimited, Slots: slots, Delay: demo.Duration(service)})
-	url := startDefaultProxy(t, []*proc{b}) + "/read"
-
-	// Unloaded: half the knee, closed loop.
-	l := runLoad(t.Context(), slots/2, url, demo.Body(100), clientTimeout)
-	sleepUntil(l, 3*time.Second)
-	unloaded := requireNoFailures(t, l.finish())
-	up99 := unloaded.p99
-	t.Logf("unloaded (8 clients): %v", unloaded)
-
+	// The overloaded backend, and a twin that stays unloaded at the same
+	// time (below its knee, closed loop): the twin's latency is the
+	// unloaded reference, measured under the same machine load.
+	bs := releaseDemos(t, 2)
+	for _, b := range bs {
+		setFault(t, b, demo.Fault{Mode: demo.ModeLimited, Slots: slots, Delay: demo.Duration(service)})
+	}
+	url := startDefaultProxy(t, bs[:1]) + "/read"
+	curl := startDefaultProxy(t, bs[1:]) + "/read"
+	control := runLoad(t.Context(), slots*3/4, curl, demo.Body(100), clientTimeout)
+	// Normal traffic first (what the limiter learns "unloaded" from), then
+	// twice the capacity.
+	normal := runLoad(t.Context(), slots*3/4, url, demo.Body(100), clientTimeout)
+	sleepUntil(normal, 4*time.Second)
+	requireNoFailures(t, normal.finish())
 	rs := openLoop(t.Context(), url, 2*capacity, overload)
+	crs := control.finish()
+	from := 4*time.Second + settle // on the control's clock
+	unloaded := requireNoFailures(t, window(crs, from, from+overload-settle))
+	up99 := unloaded.p99
+	t.Logf("unloaded twin (%d clients) after %v: %v", slots*3/4, settle, unloaded)
 	var admitted, shed, other []timedResult
 	for _, r := range rs {
 		switch {
@@ -290,11 +299,13 @@ func TestDefaultsOverload(t *testing.T) {
 		}
 	}
 	// Fast: nobody is queued only to be refused. A shed answer takes a
-	// fraction of the service time, and even its tail is quicker than the
-	// typical admitted answer.
-	sp50, admittedP50 := tquantile(shed, 0.5), tquantile(steady, 0.5)
-	if sp50 > service/10 || sp99 >= admittedP50 {
-		t.Errorf("shedding is slow: p50 %v (want ≤ %v), p99 %v (want < the admitted p50 %v)", sp50, service/10, sp99, admittedP50)
+	// fraction of the service time, and nearly all are quicker than the
+	// unloaded service (what remains is the machine's scheduling stalls,
+	// which the twin's p99 shows too).
+	sp50, sp95 := tquantile(shed, 0.5), tquantile(shed, 0.95)
+	if sp50 > service/10 || sp95 >= unloaded.p50 || smax > up99 {
+		t.Errorf("shedding is slow: p50 %v (want ≤ %v), p95 %v (want < the unloaded p50 %v), max %v (want ≤ the unloaded p99 %v)",
+			sp50, service/10, sp95, unloaded.p50, smax, up99)
 	}
 }
 

@@ -162,7 +162,7 @@ type Limit struct {
 	// Algorithm is "" (default: Gradient2 tuned for a gateway, see
 	// docs/config.md), "off", "gradient2", "vegas" or "aimd".
 	Algorithm string `yaml:"algorithm"`
-	// Initial, Min and Max bound the limit; defaults for "": 100, 20,
+	// Initial, Min and Max bound the limit; defaults for "": 200, 20,
 	// 2000; otherwise the algorithm's own.
 	Initial int `yaml:"initial"`
 	Min     int `yaml:"min"`
