@@ -27,7 +27,10 @@
 #                   the body and hashes it per request, ~2.5x the CPU)
 #   TARGETS="direct nginx haproxy bulwark bulwark-p2c"   what to measure:
 #                   bulwark = `bulwark run -c` with balance: round-robin;
-#                   bulwark-p2c = `bulwark proxy` (its defaults: P2C-EWMA)
+#                   bulwark-p2c = `bulwark proxy` (its defaults: P2C-EWMA,
+#                   adaptive timeouts, hedging, the Gradient2 limit);
+#                   bulwark-plain = `bulwark proxy --hedge off --limit off`
+#                   (what the defaults cost: compare with bulwark-p2c)
 #   OUT=bench/proxy/results/run-<UTC stamp>   where raw results go
 #   SKIP_INSTALL=1  do not apt-get install missing tools
 #
@@ -45,7 +48,7 @@ CONNS=${CONNS:-64}
 BACKEND=${BACKEND:-tiny}
 TARGETS=${TARGETS:-"direct nginx haproxy bulwark bulwark-p2c"}
 BACKEND_PORTS=(9001 9002 9003)
-declare -A PORT=([direct]=9001 [nginx]=8081 [haproxy]=8082 [bulwark]=8083 [bulwark-p2c]=8084)
+declare -A PORT=([direct]=9001 [nginx]=8081 [haproxy]=8082 [bulwark]=8083 [bulwark-p2c]=8084 [bulwark-plain]=8085)
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 
@@ -212,6 +215,7 @@ for t in $TARGETS; do
 	haproxy) start haproxy haproxy -db -f "$OUT/conf/haproxy.cfg" ;;
 	bulwark) GOMAXPROCS=1 start bulwark "$OUT/bulwark" run -c "$OUT/conf/bulwark.yaml" --watch 0 ;;
 	bulwark-p2c) GOMAXPROCS=1 start bulwark-p2c "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-p2c]}" "${to_flags[@]}" ;;
+	bulwark-plain) GOMAXPROCS=1 start bulwark-plain "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-plain]}" --hedge off --limit off "${to_flags[@]}" ;;
 	*) die "unknown target $t" ;;
 	esac
 done
@@ -248,6 +252,7 @@ proxy_pids() {
 	haproxy) echo "$PID_haproxy" ;;
 	bulwark) echo "$PID_bulwark" ;;
 	bulwark-p2c) echo "$PID_bulwark_p2c" ;;
+	bulwark-plain) echo "$PID_bulwark_plain" ;;
 	esac
 }
 
