@@ -352,13 +352,35 @@ func BenchmarkProxyDefaults(b *testing.B) {
 		b.Cleanup(s.Close)
 		urls = append(urls, s.URL)
 	}
-	for _, tc := range []struct {
+	mem := &memUpstream{body: body, digest: []string{digest}, clen: []string{strconv.Itoa(len(body))}}
+	cases := []struct {
 		name string
 		tune func(*Route)
 	}{
 		{"defaults", func(*Route) {}},
 		{"hedge-limit-off", func(r *Route) { r.Hedge.Delay = "off"; r.Limit.Algorithm = "off" }},
-	} {
+		{"all-off", func(r *Route) { r.Hedge.Delay = "off"; r.Limit.Algorithm = "off"; r.Timeouts.FixedPerTry = true }},
+	}
+	// The gateway's own work per request, with the in-memory upstream (no
+	// sockets, one goroutine): the most stable view of what each default
+	// costs.
+	for _, tc := range cases {
+		b.Run("inmem-"+tc.name, func(b *testing.B) {
+			cfg := Config{Routes: []Route{{Name: "r", Upstream: "u"}}, Upstreams: []Upstream{{Name: "u"}}}
+			tc.tune(&cfg.Routes[0])
+			for _, u := range urls {
+				cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: u})
+			}
+			gw, err := New(cfg, Options{Seed: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { gw.Close() })
+			gw.transport.RegisterProtocol("http", mem)
+			benchHandler(b, gw, len(body))
+		})
+	}
+	for _, tc := range cases[:2] {
 		b.Run(tc.name, func(b *testing.B) {
 			cfg := Config{
 				Listeners: []Listener{{Name: "bench", Address: "127.0.0.1:0"}},
