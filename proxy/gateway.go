@@ -197,7 +197,11 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 		st.routes = append(st.routes, rt)
 	}
 	for name := range st.pools {
-		rt, err := g.compileRoute(0, Route{Name: "delivery:" + name, Upstream: name}, st.pools)
+		// Deliveries are writes, retried by delivery itself with backoff:
+		// no hedging (it would duplicate them), and no concurrency limit
+		// (Forward does not pass through serve, where it is applied).
+		rt, err := g.compileRoute(0, Route{Name: "delivery:" + name, Upstream: name,
+			Hedge: Hedge{Delay: "off"}, Limit: Limit{Algorithm: "off"}}, st.pools)
 		if err != nil {
 			return fail(err)
 		}
