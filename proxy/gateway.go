@@ -198,9 +198,12 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 	}
 	for name := range st.pools {
 		// Deliveries are writes, retried by delivery itself with backoff:
-		// no hedging (it would duplicate them), and no concurrency limit
-		// (Forward does not pass through serve, where it is applied).
+		// no hedging and no adaptive per-try timeout (re-sending a write
+		// that is merely slow would deliver it twice), the old fixed three
+		// tries, and no concurrency limit (Forward does not pass through
+		// serve, where it is applied).
 		rt, err := g.compileRoute(0, Route{Name: "delivery:" + name, Upstream: name,
+			Timeouts: Timeouts{FixedPerTry: true}, Retries: Retries{Attempts: 3},
 			Hedge: Hedge{Delay: "off"}, Limit: Limit{Algorithm: "off"}}, st.pools)
 		if err != nil {
 			return fail(err)
