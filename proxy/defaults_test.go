@@ -214,3 +214,28 @@ func TestDefaultLimitAndOff(t *testing.T) {
 		t.Fatalf("default route limiter %v; want Gradient2 starting at %d", l, defaultLimitInitial)
 	}
 }
+
+// TestTwoHedges: with hedge.max 2, a second hedge follows the first one
+// delay later, so a request whose first two endpoints hang is answered by
+// the third.
+func TestTwoHedges(t *testing.T) {
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	a.set(hang)
+	b.set(hang)
+	gw := gateway(t, func(cfg *Config) {
+		cfg.Routes[0].Hedge = Hedge{Delay: "20ms", Max: 2}
+		cfg.Upstreams[0].Balance = "round-robin"
+		cfg.Upstreams[0].Outlier.Disabled = true
+		cfg.Upstreams[0].Breaker.Disabled = true
+	}, a, b, c)
+	for i := range 6 {
+		start := time.Now()
+		w := do(gw, "GET", "http://gw/", nil)
+		if w.Code != 200 || w.Header().Get("X-Backend") != "c" {
+			t.Fatalf("request %d: %d from %q", i, w.Code, w.Header().Get("X-Backend"))
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("request %d took %v", i, d)
+		}
+	}
+}

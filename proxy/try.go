@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -114,7 +115,7 @@ func (rt *route) once(ctx context.Context, req *request) *try {
 		return &try{err: err, kind: failOther}
 	}
 	tctx, cancel := context.WithCancel(ctx)
-	return rt.observe(ep, done, func() *try { return rt.send(ctx, tctx, cancel, req, ep) })
+	return rt.observe(ep, done, func() *try { return rt.send(ctx, tctx, cancel, req, ep, nil) })
 }
 
 // tryTimeout returns a try's timeout and whether it is the adaptive one
@@ -240,17 +241,16 @@ func (rt *route) hedged(ctx context.Context, req *request) *try {
 	}
 	fctx, fcancel := context.WithCancel(ctx)
 	h := &hedging{rt: rt, req: req, ctx: ctx, delay: delay, firstCancel: fcancel}
-	h.mu.Lock()
-	h.timer = time.AfterFunc(delay, h.fire)
-	h.mu.Unlock()
 	t := rt.observe(ep, done, func() *try {
-		t := rt.send(ctx, fctx, fcancel, req, ep)
+		t := rt.send(ctx, fctx, fcancel, req, ep, h) // send arms the hedge on the try's timer
 		t.lost = h.won.Load()
 		return t
 	})
 	h.mu.Lock()
 	h.done = true
-	h.timer.Stop()
+	if h.timer != nil {
+		h.timer.Stop()
+	}
 	launched, won := h.launched, h.won.Load()
 	h.mu.Unlock()
 	if launched == 0 {
@@ -280,6 +280,46 @@ func (rt *route) hedged(ctx context.Context, req *request) *try {
 	return best
 }
 
+// arm starts the first try's timer. With hedgeMax 1 (the default) one
+// timer serves the try: at the hedge delay it fires the hedge, then it is
+// re-armed for the rest of the per-try timeout (timeout ≤ 0: none), whose
+// expiry runs expire. Otherwise the hedges get a timer of their own and
+// the try's timeout one too. timeout < 0 with a nil expire means the
+// try's own timeout comes first: hedge timer only if more hedges would
+// follow (they never do then), so nothing is armed: the caller arms the
+// timeout alone.
+func (h *hedging) arm(timeout time.Duration, expire func()) *time.Timer {
+	if expire == nil {
+		return nil
+	}
+	if h.rt.hedgeMax > 1 {
+		h.mu.Lock()
+		h.timer = time.AfterFunc(h.delay, h.fire)
+		h.mu.Unlock()
+		if timeout > 0 {
+			return time.AfterFunc(timeout, expire)
+		}
+		return nil
+	}
+	var tm atomic.Pointer[time.Timer]
+	var hedged atomic.Bool // the first expiry fires the hedge, the second is the timeout
+	t := time.AfterFunc(h.delay, func() {
+		if hedged.CompareAndSwap(false, true) {
+			h.fire()
+			if timeout > 0 {
+				for tm.Load() == nil { // AfterFunc has not returned yet: only for a tiny delay
+					runtime.Gosched()
+				}
+				tm.Load().Reset(timeout - h.delay)
+			}
+			return
+		}
+		expire()
+	})
+	tm.Store(t)
+	return t
+}
+
 // fire launches a hedge, if the first try is still running, a hedge is
 // left and the budget allows, and re-arms the timer for the next.
 func (h *hedging) fire() {
@@ -304,7 +344,7 @@ func (h *hedging) fire() {
 	h.launched++
 	rt.gw.metrics.hedge(rt.name)
 	go func() {
-		t := rt.observe(ep, done, func() *try { return rt.send(h.ctx, hctx, hcancel, req, ep) })
+		t := rt.observe(ep, done, func() *try { return rt.send(h.ctx, hctx, hcancel, req, ep, nil) })
 		t.hedge = idx
 		if t.kind == failNone {
 			h.mu.Lock()
@@ -316,7 +356,7 @@ func (h *hedging) fire() {
 		}
 		h.results <- t
 	}()
-	if h.launched < rt.hedgeMax {
+	if h.launched < rt.hedgeMax && h.timer != nil {
 		h.timer.Reset(h.delay)
 	}
 }
