@@ -360,6 +360,8 @@ func BenchmarkProxyDefaults(b *testing.B) {
 		{"defaults", func(*Route) {}},
 		{"hedge-limit-off", func(r *Route) { r.Hedge.Delay = "off"; r.Limit.Algorithm = "off" }},
 		{"all-off", func(r *Route) { r.Hedge.Delay = "off"; r.Limit.Algorithm = "off"; r.Timeouts.FixedPerTry = true }},
+		{"hedge-off", func(r *Route) { r.Hedge.Delay = "off" }},
+		{"limit-off", func(r *Route) { r.Limit.Algorithm = "off" }},
 	}
 	// The gateway's own work per request, with the in-memory upstream (no
 	// sockets, one goroutine): the most stable view of what each default

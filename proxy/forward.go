@@ -97,8 +97,10 @@ func (rt *route) send(ctx, tctx context.Context, cancel context.CancelFunc, req 
 	timeout, adaptive := rt.tryTimeout()
 	// The per-try timeout covers connecting, the response headers and the
 	// digest check; a streamed body is bounded only by the total.
-	expire := func() { t.expired.Store(true); cancel() }
-	if adaptive {
+	var expire func()
+	if !adaptive {
+		expire = func() { t.expired.Store(true); cancel() }
+	} else {
 		rest := rt.perTry - timeout
 		expire = func() {
 			if req.mayAbandon() {

@@ -223,6 +223,9 @@ type hedging struct {
 	results     chan *try
 	firstCancel context.CancelFunc
 	won         atomic.Bool // a hedge answered well first (set under mu)
+
+	shared atomic.Pointer[time.Timer] // the first try's timer, when it also fires the hedge (arm)
+	fired  atomic.Bool                // that timer has fired the hedge; its next expiry is the timeout
 }
 
 // hedged sends a try and, while it has not answered, up to hedgeMax more
@@ -301,22 +304,20 @@ func (h *hedging) arm(timeout time.Duration, expire func()) *time.Timer {
 		}
 		return nil
 	}
-	var tm atomic.Pointer[time.Timer]
-	var hedged atomic.Bool // the first expiry fires the hedge, the second is the timeout
 	t := time.AfterFunc(h.delay, func() {
-		if hedged.CompareAndSwap(false, true) {
+		if h.fired.CompareAndSwap(false, true) { // the first expiry fires the hedge, the second is the timeout
 			h.fire()
 			if timeout > 0 {
-				for tm.Load() == nil { // AfterFunc has not returned yet: only for a tiny delay
+				for h.shared.Load() == nil { // AfterFunc has not returned yet: only for a tiny delay
 					runtime.Gosched()
 				}
-				tm.Load().Reset(timeout - h.delay)
+				h.shared.Load().Reset(timeout - h.delay)
 			}
 			return
 		}
 		expire()
 	})
-	tm.Store(t)
+	h.shared.Store(t)
 	return t
 }
 
