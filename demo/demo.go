@@ -12,7 +12,7 @@
 //	GET  /health            200 "ok" (obeys the fault mode)
 //	POST /write             records the body under its Idempotency-Key; 200 with the count
 //	GET  /writes            JSON: how many writes and distinct keys were received, in order
-//	POST /_demo/fault       sets the fault: JSON Fault (mode, rate, delay); modes ok, slow, fail, corrupt, lie, hang, reset, partition
+//	POST /_demo/fault       sets the fault: JSON Fault (mode, rate, delay, slots); modes ok, slow, fail, corrupt, lie, hang, reset, partition, limited
 //	GET  /_demo/fault       reads it
 //
 // The fault endpoint itself never fails, so a test can always restore a
@@ -49,6 +49,11 @@ const (
 	ModeLie   Mode = "lie"
 	ModeHang  Mode = "hang"  // accept and never answer
 	ModeReset Mode = "reset" // reset the connection without answering
+	// ModeLimited serves at most Slots requests at once, each holding its
+	// slot for Delay; the others wait in line. Latency grows with
+	// concurrency beyond Slots (the knee) and throughput is capped at
+	// Slots/Delay: an overloaded service.
+	ModeLimited Mode = "limited"
 	// ModePartition hangs every request and, through OnPartition, stops the
 	// replica's registry renewals: the replica is cut off from everyone.
 	ModePartition Mode = "partition"
@@ -58,7 +63,8 @@ const (
 type Fault struct {
 	Mode  Mode     `json:"mode"`
 	Rate  float64  `json:"rate,omitempty"`  // share of requests affected, 0..1; default 1
-	Delay Duration `json:"delay,omitempty"` // for slow
+	Delay Duration `json:"delay,omitempty"` // for slow and limited
+	Slots int      `json:"slots,omitempty"` // for limited: requests served at once
 }
 
 // Duration is a time.Duration written in JSON as "300ms" (or as
@@ -98,6 +104,7 @@ type Server struct {
 
 	mu     sync.Mutex
 	fault  Fault
+	slots  chan struct{} // for limited, made by SetFault
 	rnd    *rand.Rand
 	writes []string        // idempotency keys in arrival order ("" when absent)
 	seen   map[string]bool // distinct keys
@@ -132,6 +139,9 @@ func (s *Server) SetFault(f Fault) {
 	s.mu.Lock()
 	was := s.fault.Mode == ModePartition
 	s.fault = f
+	if f.Mode == ModeLimited {
+		s.slots = make(chan struct{}, max(f.Slots, 1))
+	}
 	s.mu.Unlock()
 	if now := f.Mode == ModePartition; now != was && s.OnPartition != nil {
 		s.OnPartition(now)
@@ -155,9 +165,13 @@ func (s *Server) setFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch f.Mode {
-	case "", ModeOK, ModeSlow, ModeFail, ModeCorrupt, ModeLie, ModeHang, ModeReset, ModePartition:
+	case "", ModeOK, ModeSlow, ModeFail, ModeCorrupt, ModeLie, ModeHang, ModeReset, ModePartition, ModeLimited:
 	default:
 		http.Error(w, fmt.Sprintf("fault: unknown mode %q", f.Mode), http.StatusBadRequest)
+		return
+	}
+	if f.Slots < 0 {
+		http.Error(w, "fault: slots must not be negative", http.StatusBadRequest)
 		return
 	}
 	if f.Rate < 0 || f.Rate > 1 {
@@ -189,6 +203,23 @@ func (s *Server) faulty(h http.HandlerFunc) http.HandlerFunc {
 			select {
 			case <-time.After(time.Duration(f.Delay)):
 			case <-r.Context().Done():
+				return
+			}
+			h(w, r)
+		case ModeLimited:
+			s.mu.Lock()
+			slots := s.slots
+			s.mu.Unlock()
+			select {
+			case slots <- struct{}{}:
+			case <-r.Context().Done():
+				return
+			}
+			select {
+			case <-time.After(time.Duration(f.Delay)):
+				<-slots
+			case <-r.Context().Done():
+				<-slots
 				return
 			}
 			h(w, r)

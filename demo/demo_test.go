@@ -150,3 +150,37 @@ func TestWritesDedupe(t *testing.T) {
 		t.Fatalf("writes = %+v", ws)
 	}
 }
+
+// TestLimitedMode: Slots requests are served at once, each for Delay; the
+// rest wait in line, so latency grows with concurrency beyond the knee.
+func TestLimitedMode(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := New("r1", 1).Handler()
+		if code := setFault(t, h, `{"mode": "limited", "slots": 2, "delay": "100ms"}`); code != 200 {
+			t.Fatalf("set fault: %d", code)
+		}
+		start := time.Now()
+		done := make(chan time.Duration, 4)
+		for range 4 {
+			go func() {
+				if w := get(t, h, "/read"); w.Code != 200 {
+					t.Errorf("status %d", w.Code)
+				}
+				done <- time.Since(start)
+			}()
+		}
+		var got []time.Duration
+		for range 4 {
+			got = append(got, <-done)
+		}
+		want := []time.Duration{100 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 200 * time.Millisecond}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("latencies %v, want %v", got, want)
+			}
+		}
+		if code := setFault(t, h, `{"mode": "limited", "slots": -1}`); code != 400 {
+			t.Fatalf("negative slots accepted: %d", code)
+		}
+	})
+}

@@ -57,9 +57,41 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building bulwark:", err)
 		os.Exit(1)
 	}
+	buildDir = dir
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+var (
+	buildDir      string
+	plainOnce     sync.Once
+	plainBinary   string
+	plainBuildErr error
+)
+
+// releaseBinary returns bulwark built as users run it: without the race
+// detector. Scenarios that assert latency bounds run their processes from
+// it, since the race detector slows every process 5-10× and its bounds
+// would measure the detector; the race-built binary keeps checking the
+// same code paths in the other scenarios. Built once, on first use.
+func releaseBinary(t *testing.T) string {
+	t.Helper()
+	if !raceEnabled {
+		return binary
+	}
+	plainOnce.Do(func() {
+		plainBinary = filepath.Join(buildDir, "bulwark-release")
+		cmd := exec.Command("go", "build", "-o", plainBinary, "../cmd/bulwark")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			plainBuildErr = fmt.Errorf("building bulwark without -race: %v\n%s", err, out)
+		}
+	})
+	if plainBuildErr != nil {
+		t.Fatal(plainBuildErr)
+	}
+	return plainBinary
 }
 
 // proc is a child process started from the bulwark binary.
@@ -94,7 +126,13 @@ var urlRE = regexp.MustCompile(`(https?://|listening on )(\S+)`)
 // listens. The process is SIGKILLed at the end of the test if still alive.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	return startBinary(t, binary, args...)
+}
+
+// startBinary is start with another build of bulwark.
+func startBinary(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -331,4 +332,101 @@ func (m *memUpstream) RoundTrip(r *http.Request) (*http.Response, error) {
 		ContentLength: int64(len(m.body)),
 		Request:       r,
 	}, nil
+}
+
+// BenchmarkProxyDefaults prices the fault-tolerant defaults on a healthy
+// pool: the gateway as `bulwark proxy` runs it (P2C-EWMA, adaptive per-try
+// timeout, hedging after the pool's p95 within a 5% budget, the Gradient2
+// concurrency limit) against the same gateway with hedging and the
+// concurrency limit off, 64 clients at once through the listener (wrk
+// -c64's shape). Run inside `unshare -n` (see BenchmarkProxyRoundTrip):
+//
+//	go test -run '^$' -bench ProxyDefaults -benchmem -count 6 ./proxy/
+func BenchmarkProxyDefaults(b *testing.B) {
+	body := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz0123456789"), 3)[:100]
+	digest := ContentDigest(body)
+	var urls []string
+	for range 3 {
+		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := w.Header()
+			h["Content-Digest"] = []string{digest}
+			h["Content-Length"] = []string{strconv.Itoa(len(body))}
+			w.Write(body)
+		}))
+		b.Cleanup(s.Close)
+		urls = append(urls, s.URL)
+	}
+	mem := &memUpstream{body: body, digest: []string{digest}, clen: []string{strconv.Itoa(len(body))}}
+	cases := []struct {
+		name string
+		tune func(*Route)
+	}{
+		{"defaults", func(*Route) {}},
+		{"hedge-limit-off", func(r *Route) { r.Hedge.Delay = "off"; r.Limit.Algorithm = "off" }},
+		{"all-off", func(r *Route) { r.Hedge.Delay = "off"; r.Limit.Algorithm = "off"; r.Timeouts.FixedPerTry = true }},
+		{"hedge-off", func(r *Route) { r.Hedge.Delay = "off" }},
+		{"limit-off", func(r *Route) { r.Limit.Algorithm = "off" }},
+	}
+	// The gateway's own work per request, with the in-memory upstream (no
+	// sockets, one goroutine): the most stable view of what each default
+	// costs.
+	for _, tc := range cases {
+		b.Run("inmem-"+tc.name, func(b *testing.B) {
+			cfg := Config{Routes: []Route{{Name: "r", Upstream: "u"}}, Upstreams: []Upstream{{Name: "u"}}}
+			tc.tune(&cfg.Routes[0])
+			for _, u := range urls {
+				cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: u})
+			}
+			gw, err := New(cfg, Options{Seed: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { gw.Close() })
+			gw.transport.RegisterProtocol("http", mem)
+			benchHandler(b, gw, len(body))
+		})
+	}
+	for _, tc := range cases[:2] {
+		b.Run(tc.name, func(b *testing.B) {
+			cfg := Config{
+				Listeners: []Listener{{Name: "bench", Address: "127.0.0.1:0"}},
+				Routes:    []Route{{Name: "r", Upstream: "u"}},
+				Upstreams: []Upstream{{Name: "u"}},
+			}
+			tc.tune(&cfg.Routes[0])
+			for _, u := range urls {
+				cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: u})
+			}
+			gw, err := New(cfg, Options{Seed: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { gw.Close() })
+			if err := gw.Listen(); err != nil {
+				b.Fatal(err)
+			}
+			tr := &http.Transport{MaxIdleConnsPerHost: 128, DisableCompression: true}
+			b.Cleanup(tr.CloseIdleConnections)
+			target := "http://" + gw.Addrs()[0].String() + "/read"
+			var non200 atomic.Int64
+			b.SetParallelism(32)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req, _ := http.NewRequest(http.MethodGet, target, nil)
+				for pb.Next() {
+					resp, err := tr.RoundTrip(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if resp.StatusCode != 200 {
+						non200.Add(1)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+			b.ReportMetric(float64(non200.Load())/float64(b.N), "non200/op")
+		})
+	}
 }

@@ -60,9 +60,11 @@ type Route struct {
 	Timeouts Timeouts `yaml:"timeouts"`
 	// Retries re-send failed tries to another endpoint.
 	Retries Retries `yaml:"retries"`
-	// Hedge sends a second try when the first is slow; off by default.
+	// Hedge sends a second try when the first is slow; on by default for
+	// idempotent requests, after the pool's p99 latency, within a 5% budget.
 	Hedge Hedge `yaml:"hedge"`
-	// Limit is an adaptive concurrency limit for the route; off by default.
+	// Limit is an adaptive concurrency limit for the route; on by default
+	// (Gradient2), shedding with 503 and Retry-After.
 	Limit Limit `yaml:"limit"`
 	// RateLimit limits requests per client IP; off by default.
 	RateLimit RateLimit `yaml:"rate_limit"`
@@ -137,16 +139,22 @@ type Match struct {
 type Timeouts struct {
 	// Connect bounds establishing a connection to an endpoint; default 1s.
 	Connect time.Duration `yaml:"connect"`
-	// PerTry bounds one try (until the response headers arrive); default 5s.
+	// PerTry is the ceiling of one try (until the response headers
+	// arrive); default 5s. Below it the timeout adapts to the pool's
+	// latency: 3 × its p99, at least 100ms (see docs/config.md).
 	PerTry time.Duration `yaml:"per_try"`
+	// FixedPerTry turns the adaptive per-try timeout off: every try gets
+	// PerTry. Default false.
+	FixedPerTry bool `yaml:"fixed_per_try"`
 	// Total bounds the whole request, retries included; default 15s.
 	Total time.Duration `yaml:"total"`
 }
 
 // Retries says when a failed try is sent again, to a different endpoint.
 type Retries struct {
-	// Attempts is the number of tries in all, the first included; default
-	// 3. Set 1 to disable retries.
+	// Attempts is the most tries in all, the first included; default 10,
+	// so that the retry budget, not a count, is the real limit. Set 1 to
+	// disable retries.
 	Attempts int `yaml:"attempts"`
 	// On lists the conditions that are retried: "connect-error", "reset",
 	// "timeout", "digest", and status codes such as "502", "503", "504"
@@ -179,18 +187,25 @@ type Budget struct {
 
 // Hedge configures hedged requests for idempotent methods.
 type Hedge struct {
-	// Delay is "off" (default), a duration such as "50ms", or "p95" (or
-	// another "pNN") for the observed latency quantile.
+	// Delay is "" (default: the pool's observed p99, or the adaptive
+	// per-try timeout when that is lower), "off", a duration such as
+	// "50ms", or "p95" (or another "pNN") for the route's own observed
+	// latency quantile.
 	Delay string `yaml:"delay"`
 	// Max is the most hedges per request; default 1.
 	Max int `yaml:"max"`
+	// Budget is the share of requests that may be hedged; default 0.05
+	// (plus 5 hedges per second for quiet routes).
+	Budget float64 `yaml:"budget"`
 }
 
 // Limit configures an adaptive concurrency limit.
 type Limit struct {
-	// Algorithm is "" (off), "gradient2", "vegas" or "aimd".
+	// Algorithm is "" (default: Gradient2 tuned for a gateway, see
+	// docs/config.md), "off", "gradient2", "vegas" or "aimd".
 	Algorithm string `yaml:"algorithm"`
-	// Initial, Min and Max bound the limit; defaults 20, 1, 1000.
+	// Initial, Min and Max bound the limit; defaults for "": 200, 20,
+	// 2000; otherwise the algorithm's own.
 	Initial int `yaml:"initial"`
 	Min     int `yaml:"min"`
 	Max     int `yaml:"max"`
@@ -537,13 +552,16 @@ func validateRoute(v *validator, p string, r *Route) {
 	if b := r.Retries.Budget.Ratio; b < 0 || b > 1 {
 		v.add(p+".retries.budget.ratio", "must be between 0 and 1")
 	}
+	if b := r.Hedge.Budget; b < 0 || b > 1 {
+		v.add(p+".hedge.budget", "must be between 0 and 1")
+	}
 	if _, _, err := parseHedgeDelay(r.Hedge.Delay); err != nil {
 		v.add(p+".hedge.delay", "%v", err)
 	}
 	switch r.Limit.Algorithm {
-	case "", "gradient2", "vegas", "aimd":
+	case "", "off", "gradient2", "vegas", "aimd":
 	default:
-		v.add(p+".limit.algorithm", "unknown %q: use gradient2, vegas or aimd", r.Limit.Algorithm)
+		v.add(p+".limit.algorithm", "unknown %q: use off, gradient2, vegas or aimd", r.Limit.Algorithm)
 	}
 	if s := r.Fallback.Status; s != 0 && (s < 200 || s > 599) {
 		v.add(p+".fallback.status", "%d is not an HTTP status", s)

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -45,9 +46,15 @@ type try struct {
 	body   []byte         // the verified body, when buffered
 	err    error
 	kind   failKind
-	tries  int                // how many tries the request took, this one included
-	cancel context.CancelFunc // ends the try's context; called when the body is done
-	timer  *time.Timer
+	tries  int                        // how many tries the request took, this one included
+	cancel context.CancelFunc         // ends the try's context; called when the body is done
+	timer  *time.Timer                // the per-try timeout
+	ext    atomic.Pointer[time.Timer] // the rest of the way to the ceiling, after an adaptive timeout let the try run on
+	hedge  int                        // a hedge's index among its request's hedges; -1 for other tries
+
+	expired   atomic.Bool // the per-try timeout cancelled the try
+	abandoned atomic.Bool // it expired at the adaptive timeout and its retry is paid for
+	lost      bool        // a hedge answered first, so the try was cancelled
 }
 
 // discard releases a try that will not be answered to the client.
@@ -69,11 +76,18 @@ func (t *try) status() int {
 }
 
 func (t *try) finish() {
+	t.stopTimers()
+	if t.cancel != nil {
+		t.cancel()
+	}
+}
+
+func (t *try) stopTimers() {
 	if t.timer != nil {
 		t.timer.Stop()
 	}
-	if t.cancel != nil {
-		t.cancel()
+	if e := t.ext.Load(); e != nil {
+		e.Stop()
 	}
 }
 
@@ -83,58 +97,102 @@ type errStatus int
 
 func (e errStatus) Error() string { return fmt.Sprintf("upstream answered %d", int(e)) }
 
-// send sends one try of r (with the buffered body, if any) to ep and
-// classifies the outcome. It verifies Content-Digest before returning, so
-// a try that returns without error is safe to pass to the client.
-func (rt *route) send(ctx context.Context, r *http.Request, body []byte, ep *balance.Endpoint) *try {
+// send sends one try of the request (with the buffered body, if any) to
+// ep under tctx, a child of ctx that cancel ends, and classifies the
+// outcome. h, for the first try of a hedged request, shares the try's
+// timer with the hedge. It verifies Content-Digest before returning, so a try that
+// returns without error is safe to pass to the client.
+func (rt *route) send(ctx, tctx context.Context, cancel context.CancelFunc, req *request, ep *balance.Endpoint, h *hedging) *try {
 	m := ep.Data().(*member)
-	t := &try{ep: ep}
-	tctx, cancel := context.WithCancel(ctx)
-	t.cancel = cancel
-	if rt.perTry > 0 {
-		// The per-try timeout covers connecting, the response headers and
-		// the digest check; a streamed body is bounded only by the total.
-		t.timer = time.AfterFunc(rt.perTry, cancel)
+	t := &try{ep: ep, cancel: cancel, hedge: -1}
+	timeout, adaptive := rt.tryTimeout()
+	// The per-try timeout covers connecting, the response headers and the
+	// digest check; a streamed body is bounded only by the total.
+	var expire func()
+	if !adaptive {
+		expire = func() { t.expired.Store(true); cancel() }
+	} else {
+		rest := rt.perTry - timeout
+		expire = func() {
+			if req.mayAbandon() {
+				t.abandoned.Store(true)
+				t.expired.Store(true)
+				cancel()
+				return
+			}
+			t.ext.Store(time.AfterFunc(rest, func() { t.expired.Store(true); cancel() }))
+		}
+	}
+	switch { // h is the hedging of this try when it is a hedged request's first
+	case h != nil && (timeout <= 0 || h.delay < timeout):
+		// One timer for both: it fires the hedge, then re-arms for the
+		// per-try timeout (a second timer per request cost 2% of the CPU).
+		t.timer = h.arm(timeout, expire)
+	case timeout > 0:
+		t.timer = time.AfterFunc(timeout, expire)
+		if h != nil {
+			h.arm(-1, nil) // the timeout comes first: no hedge for this try
+		}
 	}
 	if tr := rt.gw.opts.Tracer; tr != nil {
 		var end func(int, string, error)
 		tctx, end = tr.StartTry(tctx, ep.ID())
 		defer func() { end(t.status(), t.kind.String(), t.err) }()
 	}
-	out := rt.outgoing(tctx, r, m.url, body)
+	out := rt.outgoing(tctx, req.r, m.url, req.body)
 	if tr := rt.gw.opts.Tracer; tr != nil {
 		tr.Inject(tctx, out.Header) // the endpoint continues the try's span
 	}
 	resp, err := rt.upstream.roundTripper(rt.gw.transport).RoundTrip(out)
 	if err != nil {
-		t.err, t.kind = err, classifyErr(tctx, ctx, err, rt.perTry)
+		t.err, t.kind = err, t.classify(tctx, ctx, err)
 		return t
 	}
 	t.resp = resp
 	if rt.failStatus(resp.StatusCode) {
 		t.err, t.kind = errStatus(resp.StatusCode), failStatus
 	}
-	if err := rt.verify(t, ep.Data().(*member), rt.upstream.maxVerify); err != nil {
+	if err := rt.verify(t, m, rt.upstream.maxVerify); err != nil {
 		t.err, t.kind = err, failDigest
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
-			t.kind = failTimeout
-			if ctx.Err() == nil {
-				t.err = fmt.Errorf("per-try timeout %v while reading the body: %w", rt.perTry, err)
+			t.kind = t.classify(tctx, ctx, err)
+			if t.kind == failTimeout {
+				t.err = fmt.Errorf("per-try timeout while reading the body: %w", err)
 			}
 		} else if !errors.Is(err, ErrDigestMismatch) && !errors.Is(err, ErrDigestMissing) {
 			t.kind = failReset
 		}
 	}
 	if t.kind == failNone && rt.upstream.sigMaxAge > 0 {
-		if err := rt.upstream.checkSignature(t, ep.Data().(*member)); err != nil {
+		if err := rt.upstream.checkSignature(t, m); err != nil {
 			t.err, t.kind = err, failByzantine
 			rt.upstream.byzantine(ep, err.Error()) // observe reports it to outlier detection
 		}
 	}
-	if t.timer != nil && (t.kind == failNone || t.kind == failStatus) {
-		t.timer.Stop() // the answer is here: a streaming body is not a slow try
+	if t.kind == failNone || t.kind == failStatus {
+		t.stopTimers() // the answer is here: a streaming body is not a slow try
 	}
 	return t
+}
+
+// classify tells a connect failure (safe to retry anywhere: nothing was
+// sent) from a reset, from our own per-try timeout, and from a
+// cancellation that is not the endpoint's fault (the client left, the
+// total timeout expired, a hedge won).
+func (t *try) classify(tctx, ctx context.Context, err error) failKind {
+	if ctx.Err() != nil {
+		return failOther
+	}
+	if tctx.Err() != nil {
+		if t.expired.Load() {
+			return failTimeout
+		}
+		return failOther
+	}
+	if isTimeout(err) {
+		return failTimeout
+	}
+	return classifyErr(err)
 }
 
 // verify checks the response's Content-Digest. Bodies up to max bytes are
@@ -234,15 +292,9 @@ func (s *streamVerifier) Read(p []byte) (int, error) {
 
 func (s *streamVerifier) Close() error { return s.rc.Close() }
 
-// classifyErr tells a connect failure (safe to retry anywhere: nothing was
-// sent) from a reset and from our own per-try timeout.
-func classifyErr(tctx, ctx context.Context, err error, perTry time.Duration) failKind {
-	if ctx.Err() != nil {
-		return failOther // the client left or the total timeout expired: not the endpoint's fault
-	}
-	if tctx.Err() != nil || isTimeout(err) {
-		return failTimeout
-	}
+// classifyErr tells a connect failure from a reset and from other
+// transport errors.
+func classifyErr(err error) failKind {
 	var op *net.OpError
 	if errors.As(err, &op) && op.Op == "dial" {
 		return failConnect

@@ -15,9 +15,13 @@
 // traffic while the client's request is retried on another one.
 //
 // The defaults are fault-tolerant: a config that lists only endpoints gets
-// P2C-EWMA balancing, outlier ejection, a per-endpoint breaker, up to 3
-// tries of idempotent requests on different endpoints within a 20% retry
-// budget, a 5 s per-try timeout, and Content-Digest verification.
+// P2C-EWMA balancing, outlier ejection, a per-endpoint breaker, retries of
+// idempotent requests on different endpoints while a 20% retry budget
+// lasts, a per-try timeout that adapts to the pool's latency (3 × p99, at
+// least 100 ms, at most 5 s), hedging after the pool's p99 within a 5%
+// budget, an adaptive (Gradient2) concurrency limit per route that sheds
+// with 503, and Content-Digest verification. The try loop is in try.go;
+// the latency the adaptive parts learn from is in latency.go.
 //
 // Package proxy never imports the registry or delivery packages: it
 // declares what it needs from them as [Resolver] and [Enqueuer], and
@@ -213,7 +217,14 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 		st.routes = append(st.routes, rt)
 	}
 	for name := range st.pools {
-		rt, err := g.compileRoute(0, Route{Name: "delivery:" + name, Upstream: name}, st.pools)
+		// Deliveries are writes, retried by delivery itself with backoff:
+		// no hedging and no adaptive per-try timeout (re-sending a write
+		// that is merely slow would deliver it twice), the old fixed three
+		// tries, and no concurrency limit (Forward does not pass through
+		// serve, where it is applied).
+		rt, err := g.compileRoute(0, Route{Name: "delivery:" + name, Upstream: name,
+			Timeouts: Timeouts{FixedPerTry: true}, Retries: Retries{Attempts: 3},
+			Hedge: Hedge{Delay: "off"}, Limit: Limit{Algorithm: "off"}}, st.pools)
 		if err != nil {
 			return fail(err)
 		}

@@ -34,7 +34,12 @@ func newPassiveHealth(p *pool, o Outlier) *passiveHealth {
 	}
 	// Gateway defaults: Envoy's rules with a 1 s analysis interval (Envoy's
 	// 10 s is slow for a pool of a few replicas) and statistical checks that
-	// run on pools of 3, the smallest redundant pool.
+	// run on pools of 3, the smallest redundant pool. No panic threshold:
+	// with Envoy's 50 %, one healthy replica of three (one crashed, one
+	// hung) would send two thirds of the traffic to the dead two; the
+	// gateway instead routes to unroutable endpoints only when none is
+	// routable (pool.pick), and the concurrency limit protects the
+	// survivors.
 	d, err := health.NewDetector(health.DetectorConfig{
 		Interval:                   time.Second,
 		ConsecutiveGatewayFailures: o.ConsecutiveFailures,
@@ -42,6 +47,7 @@ func newPassiveHealth(p *pool, o Outlier) *passiveHealth {
 		SuccessRateMinHosts:        3,
 		LatencyMinHosts:            3,
 		RequestVolume:              20,
+		PanicThreshold:             -1,
 		BaseEjectionTime:           o.BaseEjection,
 		MaxEjectionPercent:         o.MaxEjectionPercent,
 		OnChange:                   ph.changed,

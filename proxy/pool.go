@@ -57,6 +57,7 @@ type pool struct {
 	metrics   *poolMetrics
 	transport *http.Transport // mTLS to the endpoints; nil: the gateway's shared one
 	sigMaxAge time.Duration   // > 0: answers must carry a valid signature
+	latency   *poolLatency // successful tries' latency: adaptive timeouts and hedge delays
 
 	mu      sync.Mutex // guards static membership and closing
 	stop    context.CancelFunc
@@ -68,7 +69,7 @@ type pool struct {
 func newPool(u Upstream, opts *Options) (*pool, error) {
 	u = upstreamDefaults(u)
 	p := &pool{name: u.Name, cfg: u, maxVerify: int64(u.MaxVerifyBody), logger: opts.logger(),
-		events: opts.emit, run: opts.Run, members: map[string]*member{}}
+		events: opts.emit, run: opts.Run, members: map[string]*member{}, latency: &poolLatency{}}
 	p.passive = newPassiveHealth(p, u.Outlier)
 	if u.Signatures.Require {
 		p.sigMaxAge = u.Signatures.MaxAge

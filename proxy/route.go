@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/bulwark-go/bulwark/proxy/balance"
 	"github.com/bulwark-go/bulwark/resilience"
 	"github.com/bulwark-go/bulwark/resilience/hedge"
 	"github.com/bulwark-go/bulwark/resilience/limit"
@@ -30,7 +29,11 @@ type route struct {
 	nonIdem       bool
 	maxBody       int64
 	budget        retry.Budget
-	perTry, total time.Duration
+	hedges        retry.Budget  // hedges' own budget, DefaultHedgeBudget of requests
+	perTry, total time.Duration // perTry is the ceiling of a try
+	adaptive      bool          // per-try timeouts adapt below perTry (timeouts.fixed_per_try unset)
+	abandonable   bool          // a try cut by the adaptive timeout may be retried ("timeout" in retries.on)
+	hedgeAuto     bool          // hedge after min(pool p95, adaptive timeout)
 	hedgeDelay    time.Duration
 	hedgeQuantile float64
 	hedgeMax      int
@@ -71,12 +74,24 @@ func (g *Gateway) compileRoute(i int, rc Route, pools map[string]*pool) (*route,
 	if rt.hedgeDelay, rt.hedgeQuantile, err = parseHedgeDelay(rc.Hedge.Delay); err != nil {
 		return nil, fmt.Errorf("route %s: %w", rc.Name, err)
 	}
+	rt.hedgeAuto = rc.Hedge.Delay == ""
+	hb := rc.Hedge.Budget
+	if hb == 0 {
+		hb = DefaultHedgeBudget
+	}
+	if rt.hedges, err = retry.NewRateBudget(retry.RateBudgetConfig{Ratio: hb, MinPerSecond: defaultHedgeReserve}); err != nil {
+		return nil, fmt.Errorf("route %s: hedge budget: %w", rc.Name, err)
+	}
+	rt.adaptive = !rc.Timeouts.FixedPerTry
+	for _, c := range rt.retryOn {
+		rt.abandonable = rt.abandonable || c.kind == "timeout"
+	}
 	rt.hedgeMax = max(rc.Hedge.Max, 1)
 	rt.vote = compileVote(rc.Vote)
 	if rt.hedgeQuantile > 0 {
 		rt.latencies = hedge.NewLatencyQuantile(512, 20, rt.hedgeQuantile)
 	}
-	if rc.Limit.Algorithm != "" {
+	if rc.Limit.Algorithm != "off" {
 		if rt.limiter, err = newLimiter(rc); err != nil {
 			return nil, fmt.Errorf("route %s: limit: %w", rc.Name, err)
 		}
@@ -154,6 +169,7 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	code := 0 // the answer's status, for the limiter's sample
 	if rt.limiter != nil {
 		release, err := rt.limiter.Acquire(r.Context())
 		if err != nil {
@@ -162,7 +178,15 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request) {
 			rec.end(http.StatusServiceUnavailable, start)
 			return
 		}
-		defer func() { release(resilience.Outcome{Latency: time.Since(start)}) }()
+		defer func() {
+			o := resilience.Outcome{Latency: time.Since(start)}
+			if code == 0 || code >= 500 {
+				// Not a latency sample: a fast failure says nothing about
+				// queueing, and a panic (an aborted stream) left code 0.
+				o.Err = errTry
+			}
+			release(o)
+		}()
 	}
 	ctx := r.Context()
 	if rt.total > 0 {
@@ -177,7 +201,6 @@ func (rt *route) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var t *try
-	var code int
 	if rt.votes(r) {
 		t, code = rt.serveVoted(ctx, w, r)
 	} else {
@@ -232,188 +255,6 @@ func (rt *route) bufferBody(r *http.Request) ([]byte, error) {
 		b = []byte{}
 	}
 	return b, nil
-}
-
-// forward runs the tries and returns the one to answer with (which may be
-// a failure). With hedging, a second try starts when the first is slow.
-func (rt *route) forward(ctx context.Context, r *http.Request, body []byte, canRetry bool) *try {
-	rt.budget.Request()
-	defer rt.budget.Done()
-	var tried balance.Tried
-	hedge := canRetry && (rt.hedgeDelay > 0 || rt.hedgeQuantile > 0)
-	var last *try
-	for attempt := 1; ; attempt++ {
-		var t *try
-		if hedge {
-			t = rt.hedged(ctx, r, body, &tried)
-		} else {
-			t = rt.once(ctx, r, body, &tried)
-		}
-		t.tries = attempt
-		if t.kind == failNone {
-			if last != nil {
-				last.discard()
-			}
-			return t
-		}
-		if t.ep == nil && last != nil {
-			return last // no other endpoint to try: answer with what the last one said
-		}
-		if last != nil {
-			last.discard()
-		}
-		last = t
-		if !canRetry || attempt >= rt.attempts || ctx.Err() != nil || !rt.retryable(t) || t.ep == nil {
-			return last
-		}
-		if !rt.budget.TryRetry() {
-			rt.gw.metrics.budgetExhausted(rt.name)
-			return last
-		}
-		rt.budget.RetryDone()
-		rt.gw.metrics.retry(rt.name, t.kind)
-		if b := rt.cfg.Retries.Backoff; b > 0 {
-			select {
-			case <-ctx.Done():
-				return last
-			case <-time.After(b):
-			}
-		}
-	}
-}
-
-// once picks an endpoint and sends one try.
-func (rt *route) once(ctx context.Context, r *http.Request, body []byte, tried *balance.Tried) *try {
-	ep, done, err := rt.upstream.pick(r, tried)
-	if err != nil {
-		return &try{err: err, kind: failOther}
-	}
-	tried.Add(ep)
-	return rt.observe(ep, done, func() *try { return rt.send(ctx, r, body, ep) })
-}
-
-// observe runs send and reports its outcome to the balancer, the
-// endpoint's breaker and passive health.
-func (rt *route) observe(ep *balance.Endpoint, done func(resilience.Outcome), send func() *try) *try {
-	ep.Start()
-	start := time.Now()
-	t := send()
-	lat := time.Since(start)
-	failed := t.kind != failNone && t.kind != failOther
-	ep.Done(lat, failed)
-	if done != nil {
-		if t.kind == failOther {
-			done(resilience.Outcome{Latency: lat}) // not the endpoint's fault (the client left): neutral
-		} else {
-			done(resilience.Outcome{Err: t.err, Latency: lat})
-		}
-	}
-	if t.kind != failOther {
-		status := 0
-		if t.resp != nil {
-			status = t.resp.StatusCode
-		}
-		rt.upstream.passive.observe(ep, t.kind, status, lat)
-	}
-	if rt.latencies != nil && t.kind == failNone {
-		rt.latencies.Record(lat)
-	}
-	rt.upstream.metrics.try(t.kind, lat)
-	return t
-}
-
-// hedged sends a try and, if it has not answered after the hedge delay,
-// up to hedgeMax more on other endpoints; the first good answer wins and
-// the others are cancelled. Losing tries end with the request: their
-// contexts are cancelled and a goroutine per loser releases their
-// connection when they return.
-func (rt *route) hedged(ctx context.Context, r *http.Request, body []byte, tried *balance.Tried) *try {
-	delay := rt.hedgeDelay
-	if rt.hedgeQuantile > 0 {
-		d, ok := rt.latencies.Value()
-		if !ok {
-			return rt.once(ctx, r, body, tried) // too few samples to know what slow means
-		}
-		delay = d
-	}
-	type result struct {
-		t   *try
-		idx int
-	}
-	results := make(chan result, rt.hedgeMax+1)
-	cancels := make([]context.CancelFunc, 0, rt.hedgeMax+1)
-	launch := func() bool {
-		ep, done, err := rt.upstream.pick(r, tried)
-		if err != nil {
-			return false
-		}
-		tried.Add(ep)
-		hctx, hcancel := context.WithCancel(ctx)
-		idx := len(cancels)
-		cancels = append(cancels, hcancel)
-		go func() {
-			results <- result{rt.observe(ep, done, func() *try { return rt.send(hctx, r, body, ep) }), idx}
-		}()
-		return true
-	}
-	if !launch() {
-		return &try{err: balance.ErrNoEndpoint, kind: failOther}
-	}
-	running, hedges := 1, 0
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
-	var first, winner result
-loop:
-	for running > 0 {
-		select {
-		case res := <-results:
-			running--
-			if res.t.kind == failNone {
-				winner = res
-				break loop
-			}
-			if first.t == nil {
-				first = res
-			} else {
-				res.t.discard()
-				cancels[res.idx]()
-			}
-		case <-timer.C:
-			if hedges < rt.hedgeMax && rt.budget.TryRetry() {
-				rt.budget.RetryDone()
-				if launch() {
-					running++
-					hedges++
-					rt.gw.metrics.hedge(rt.name)
-				}
-				timer.Reset(delay)
-			}
-		}
-	}
-	keep := first
-	if winner.t != nil {
-		keep = winner
-		if first.t != nil {
-			first.t.discard()
-			cancels[first.idx]()
-		}
-	}
-	for i, c := range cancels {
-		if i != keep.idx {
-			c()
-		}
-	}
-	for range running {
-		go func() { (<-results).t.discard() }()
-	}
-	inner, outer := keep.t.cancel, cancels[keep.idx]
-	keep.t.cancel = func() {
-		if inner != nil {
-			inner()
-		}
-		outer()
-	}
-	return keep.t
 }
 
 // respond writes t to the client: the endpoint's response, or the

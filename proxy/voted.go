@@ -72,6 +72,9 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 		return nil, nil, err
 	}
 	n := tl.N()
+	// A ballot is never retried on its endpoint and never abandoned for a
+	// retry (canRetry false): the vote itself replaces failed ballots.
+	req := &request{rt: rt, r: r}
 	var tried balance.Tried
 	results := make(chan ballot, 2*n)
 	cancels := make([]context.CancelFunc, 0, 2*n)
@@ -88,7 +91,7 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 			var key vote.Key
 			var berr error
 			t := rt.observe(ep, done, func() *try {
-				t := rt.send(bctx, r, nil, ep)
+				t := rt.send(ctx, bctx, cancel, req, ep, nil)
 				key, berr = rt.readBallot(t)
 				return t
 			})

@@ -27,7 +27,10 @@
 #                   the body and hashes it per request, ~2.5x the CPU)
 #   TARGETS="direct nginx haproxy bulwark bulwark-p2c"   what to measure:
 #                   bulwark = `bulwark run -c` with balance: round-robin;
-#                   bulwark-p2c = `bulwark proxy` (its defaults: P2C-EWMA);
+#                   bulwark-p2c = `bulwark proxy` (its defaults: P2C-EWMA,
+#                   adaptive timeouts, hedging, the Gradient2 limit);
+#                   bulwark-plain = `bulwark proxy --hedge off --limit off`
+#                   (what the defaults cost: compare with bulwark-p2c);
 #                   bulwark-vote3 = bulwark with vote: {f: 1} (each read
 #                   goes to all three backends; not in the default set)
 #   OUT=bench/proxy/results/run-<UTC stamp>   where raw results go
@@ -47,7 +50,7 @@ CONNS=${CONNS:-64}
 BACKEND=${BACKEND:-tiny}
 TARGETS=${TARGETS:-"direct nginx haproxy bulwark bulwark-p2c"}
 BACKEND_PORTS=(9001 9002 9003)
-declare -A PORT=([direct]=9001 [nginx]=8081 [haproxy]=8082 [bulwark]=8083 [bulwark-p2c]=8084 [bulwark-vote3]=8085)
+declare -A PORT=([direct]=9001 [nginx]=8081 [haproxy]=8082 [bulwark]=8083 [bulwark-p2c]=8084 [bulwark-plain]=8085 [bulwark-vote3]=8086)
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 
@@ -217,6 +220,7 @@ for t in $TARGETS; do
 	bulwark) GOMAXPROCS=1 start bulwark "$OUT/bulwark" run -c "$OUT/conf/bulwark.yaml" --watch 0 ;;
 	bulwark-p2c) GOMAXPROCS=1 start bulwark-p2c "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-p2c]}" "${to_flags[@]}" ;;
 	bulwark-vote3) GOMAXPROCS=1 start bulwark-vote3 "$OUT/bulwark" run -c "$OUT/conf/bulwark-vote3.yaml" --watch 0 ;;
+	bulwark-plain) GOMAXPROCS=1 start bulwark-plain "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-plain]}" --hedge off --limit off "${to_flags[@]}" ;;
 	*) die "unknown target $t" ;;
 	esac
 done
@@ -254,6 +258,7 @@ proxy_pids() {
 	bulwark) echo "$PID_bulwark" ;;
 	bulwark-p2c) echo "$PID_bulwark_p2c" ;;
 	bulwark-vote3) echo "$PID_bulwark_vote3" ;;
+	bulwark-plain) echo "$PID_bulwark_plain" ;;
 	esac
 }
 

@@ -23,7 +23,8 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 // runProxy is the one-liner gateway: every default is the fault-tolerant
 // one (P2C-EWMA, outlier ejection, retries elsewhere within a budget,
-// per-try timeouts, breakers, Content-Digest checks).
+// adaptive per-try timeouts, hedging within a budget, an adaptive
+// concurrency limit, breakers, Content-Digest checks).
 func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("proxy", stderr)
 	listen := fs.String("listen", ":8080", "address to accept clients on")
@@ -31,8 +32,9 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Var(&to, "to", "an upstream endpoint URL (repeat for each replica)")
 	health := fs.String("health", "", "path probed on every endpoint, e.g. /health (default: passive checks only)")
 	admin := fs.String("admin", "", "address for /metrics and /api/upstreams (default: none)")
-	perTry := fs.Duration("per-try-timeout", 0, "time limit of one try (default 5s)")
-	hedge := fs.String("hedge", "", `hedge delay: "off" (default), a duration such as 50ms, or a quantile such as p95`)
+	perTry := fs.Duration("per-try-timeout", 0, "ceiling of one try; below it the timeout adapts to the pool's latency (default 5s)")
+	hedge := fs.String("hedge", "", `hedge delay: the pool's p99 (default), "off", a duration such as 50ms, or a quantile such as p95`)
+	limit := fs.String("limit", "", `concurrency limit: adaptive Gradient2 (default), "off", "gradient2", "vegas" or "aimd"`)
 	verbose := fs.Bool("v", false, "log each reload, ejection and failed try")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -42,7 +44,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg := proxy.Config{
 		Listeners: []proxy.Listener{{Name: "proxy", Address: *listen}},
-		Routes:    []proxy.Route{{Name: "default", Upstream: "default", Timeouts: proxy.Timeouts{PerTry: *perTry}, Hedge: proxy.Hedge{Delay: *hedge}}},
+		Routes:    []proxy.Route{{Name: "default", Upstream: "default", Timeouts: proxy.Timeouts{PerTry: *perTry}, Hedge: proxy.Hedge{Delay: *hedge}, Limit: proxy.Limit{Algorithm: *limit}}},
 		Upstreams: []proxy.Upstream{{Name: "default", Health: proxy.HealthCheck{Path: *health}}},
 	}
 	for _, u := range to {

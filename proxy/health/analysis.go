@@ -30,7 +30,7 @@ func (d *Detector) Tick(now time.Time) {
 	for _, h := range hosts {
 		switch {
 		case h.ejected && !now.Before(h.until):
-			h.ejected, h.known, h.calmSince = false, true, now
+			h.ejected, h.known, h.calmSince, h.probeUp = false, true, now, now // back: a flap soon after counts
 			d.ejected--
 			h.consecGW.Store(0)
 			h.consec5xx.Store(0)

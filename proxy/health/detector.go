@@ -60,9 +60,10 @@ const (
 	ReasonSuccessRate                      // success rate below the pool's mean − factor × stdev
 	ReasonLatency                          // mean latency above factor × the pool's median
 	ReasonByzantine                        // outvoted by the other replicas
+	ReasonFlapping                         // probes saw it return again soon after a previous return
 )
 
-var reasonNames = [...]string{"", "consecutive_gateway_failure", "consecutive_5xx", "success_rate", "latency", "byzantine"}
+var reasonNames = [...]string{"", "consecutive_gateway_failure", "consecutive_5xx", "success_rate", "latency", "byzantine", "flapping"}
 
 // String returns the reason's snake_case name, as used in metrics.
 func (r Reason) String() string {
@@ -128,6 +129,11 @@ type DetectorConfig struct {
 	// at once, as a percentage of the pool, 1..100. Default 50. A pool of
 	// one endpoint is never ejected from.
 	MaxEjectionPercent int
+	// NoFlapDamping turns off flap damping: by default an endpoint whose
+	// probes see it come back from down a second time within
+	// BaseEjectionTime is ejected, for the usual growing ejection time
+	// (see [Detector.SetProbeHealth]).
+	NoFlapDamping bool
 	// PanicThreshold is the percentage of routable endpoints (not ejected,
 	// not down by probe) below which [Detector.Panic] reports true, 0..100.
 	// Default 50; negative: never panic.
@@ -206,7 +212,8 @@ type host struct {
 	ejections int       // the ejection-time multiplier
 	calmSince time.Time // since when the multiplier has not grown or shrunk
 	probe     bulwark.Health
-	known     bool // un-ejected at least once: report Up rather than Unknown
+	probeUp   time.Time // when it last came back (probes up after down, or un-ejected)
+	known     bool      // un-ejected at least once: report Up rather than Unknown
 	reason    Reason
 	reported  bulwark.Health
 }
@@ -337,8 +344,22 @@ func (d *Detector) SetProbeHealth(id string, hl bulwark.Health) {
 		d.mu.Unlock()
 		return
 	}
+	prev := h.probe
 	h.probe = hl
-	d.unlockAndNotify(d.refresh(h, nil))
+	var evs []event
+	if prev == bulwark.HealthDown && hl == bulwark.HealthUp {
+		// Flap damping: an endpoint that probes see come back again within
+		// BaseEjectionTime of its last return is flapping (up a moment,
+		// hung the next). Rather than re-admit it each time, it is ejected
+		// like an outlier, for base × ejections, so each flap keeps it out
+		// longer; it slow-starts when it does return.
+		now := time.Now()
+		if !h.probeUp.IsZero() && now.Sub(h.probeUp) < d.cfg.BaseEjectionTime && !d.cfg.NoFlapDamping {
+			evs = d.eject(h, ReasonFlapping, now, evs)
+		}
+		h.probeUp = now
+	}
+	d.unlockAndNotify(d.refresh(h, evs))
 }
 
 // eject takes h out of rotation for base × ejections (capped) unless that

@@ -419,3 +419,53 @@ func TestConcurrentReports(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestFlapDamping: an endpoint that probes see come back a second time
+// within BaseEjectionTime is ejected instead of re-admitted, for longer on
+// each flap; a single return, or one after a calm spell, is not a flap.
+func TestFlapDamping(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const base = 10 * time.Second
+		d, rec := newDetector(t, DetectorConfig{Interval: time.Second, BaseEjectionTime: base}, 3)
+		if err := d.Start(); err != nil {
+			t.Fatal(err)
+		}
+		flap := func() {
+			d.SetProbeHealth("e0", bulwark.HealthDown)
+			time.Sleep(2 * time.Second)
+			d.SetProbeHealth("e0", bulwark.HealthUp)
+		}
+		d.SetProbeHealth("e0", bulwark.HealthUp)
+		flap() // the first return: back in rotation
+		if h := d.Health("e0"); h != bulwark.HealthUp {
+			t.Fatalf("after one return: %v, want up", h)
+		}
+		time.Sleep(2 * time.Second)
+		flap() // 4 s after the last return: flapping
+		if st := status(d, "e0"); !st.Ejected || st.Reason != ReasonFlapping {
+			t.Fatalf("after a second return within %v: %+v, want ejected for flapping", base, st)
+		}
+		start := time.Now()
+		for d.Health("e0") == bulwark.HealthEjected {
+			time.Sleep(time.Second)
+		}
+		if got := time.Since(start); got < base || got > base+time.Second {
+			t.Fatalf("first flap ejection lasted %v, want %v", got, base)
+		}
+		flap() // again soon after: twice as long
+		start = time.Now()
+		for d.Health("e0") == bulwark.HealthEjected {
+			time.Sleep(time.Second)
+		}
+		if got := time.Since(start); got < 2*base || got > 2*base+time.Second {
+			t.Fatalf("second flap ejection lasted %v, want %v", got, 2*base)
+		}
+		time.Sleep(3 * base) // calm
+		flap()               // a return long after the last one is not a flap
+		if h := d.Health("e0"); h != bulwark.HealthUp {
+			t.Fatalf("a return after a calm spell: %v, want up", h)
+		}
+		synctest.Wait()
+		t.Log(rec.events())
+	})
+}
