@@ -57,7 +57,7 @@ type pool struct {
 	metrics   *poolMetrics
 	transport *http.Transport // mTLS to the endpoints; nil: the gateway's shared one
 	sigMaxAge time.Duration   // > 0: answers must carry a valid signature
-	latency   *poolLatency // successful tries' latency: adaptive timeouts and hedge delays
+	latency   *poolLatency    // successful tries' latency: adaptive timeouts and hedge delays
 
 	mu      sync.Mutex // guards static membership and closing
 	stop    context.CancelFunc
