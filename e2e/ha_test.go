@@ -126,6 +126,7 @@ routes:
   - upstream: app
 admin:
   address: "%s:9090"
+  token: ha-test-token        # the admin listener is off loopback: its writes need one
 cluster:
   node_id: %s
   raft: "%s:7946"
