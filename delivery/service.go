@@ -316,7 +316,7 @@ func transient(err error) bool {
 // DrainTimeout (then cancels them and hands them back with a Nak), closes
 // the connection and shuts the embedded server down, waiting for all
 // goroutines. Messages the client library had fetched but no worker had
-// started yet are redelivered after AckWait. It is idempotent.
+// started yet are handed back with a Nak too. It is idempotent.
 func (s *Service) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)

@@ -124,7 +124,11 @@ func (s *Service) consumerSpecs(ctx context.Context) ([]consumerSpec, error) {
 // each message gets a delivery goroutine, bounded by the consumer's
 // MaxAckPending.
 func (s *Service) fetchLoop(fetchCtx, workCtx context.Context, it jetstream.MessagesContext) {
-	defer context.AfterFunc(fetchCtx, it.Stop)()
+	// On close, Drain rather than Stop: the messages the library already
+	// fetched still come out of Next, and are handed back at once with a
+	// Nak, so the next run (or another member) gets them immediately
+	// instead of after AckWait (30 s by default).
+	defer context.AfterFunc(fetchCtx, it.Drain)()
 	for {
 		msg, err := it.Next()
 		if err != nil {
@@ -137,6 +141,10 @@ func (s *Service) fetchLoop(fetchCtx, workCtx context.Context, it jetstream.Mess
 			if !sleepCtx(fetchCtx, 100*time.Millisecond) {
 				return
 			}
+			continue
+		}
+		if fetchCtx.Err() != nil {
+			_ = msg.Nak() // closing: hand it back at once
 			continue
 		}
 		s.workW.Go(func() { s.deliver(workCtx, msg) })
