@@ -25,7 +25,7 @@ func TestPoolLatencyPerTry(t *testing.T) {
 		{"explicit per_try is a hard ceiling", 200 * time.Millisecond, 100, 300 * time.Millisecond, 300 * time.Millisecond, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var l poolLatency
+			l := newPoolLatency()
 			for range tc.n {
 				l.record(tc.sample)
 			}
@@ -38,14 +38,15 @@ func TestPoolLatencyPerTry(t *testing.T) {
 }
 
 func TestPoolLatencyQuantiles(t *testing.T) {
-	var l poolLatency
-	// Recomputed at latencyMinSamples and every latencyEvery after: 500 is one.
-	for i := range latencyMinSamples + 15*latencyEvery {
-		l.record(time.Duration(i+1) * time.Millisecond) // 1..500 ms
+	l := newPoolLatency()
+	// Recomputed at latencyMinSamples and every latencyWindow/8 after
+	// (hedge.LatencyQuantile): 468 samples is one such point.
+	for i := range latencyMinSamples + 7*latencyWindow/8 {
+		l.record(time.Duration(i+1) * time.Millisecond) // 1..468 ms
 	}
 	p99, ok := l.quantile()
-	if !ok || p99 != 495*time.Millisecond {
-		t.Fatalf("p99 %v ok %v; want 495ms", p99, ok)
+	if !ok || p99 != 464*time.Millisecond { // nearest rank: ceil(0.99 × 468) = 464
+		t.Fatalf("p99 %v ok %v; want 464ms", p99, ok)
 	}
 }
 

@@ -69,7 +69,7 @@ type pool struct {
 func newPool(u Upstream, opts *Options) (*pool, error) {
 	u = upstreamDefaults(u)
 	p := &pool{name: u.Name, cfg: u, maxVerify: int64(u.MaxVerifyBody), logger: opts.logger(),
-		events: opts.emit, run: opts.Run, members: map[string]*member{}, latency: &poolLatency{}}
+		events: opts.emit, run: opts.Run, members: map[string]*member{}, latency: newPoolLatency()}
 	p.passive = newPassiveHealth(p, u.Outlier)
 	if u.Signatures.Require {
 		p.sigMaxAge = u.Signatures.MaxAge

@@ -8,7 +8,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/url"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -167,57 +166,6 @@ func TestFSMGuards(t *testing.T) {
 	}
 	if _, ok := f.Apply(&raft.Log{Index: 99, Data: []byte("{")}).(error); !ok {
 		t.Fatal("corrupt entry: want an error result")
-	}
-}
-
-func TestBoltStore(t *testing.T) {
-	s, err := openBoltStore(filepath.Join(t.TempDir(), "raft.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.GetUint64([]byte("CurrentTerm")); err == nil || err.Error() != "not found" {
-		t.Fatalf("missing key: %v, want raft's \"not found\"", err)
-	}
-	now := time.Unix(1700000000, 123)
-	var logs []*raft.Log
-	for i := uint64(1); i <= 10; i++ {
-		logs = append(logs, &raft.Log{Index: i, Term: 2, Type: raft.LogCommand, Data: []byte(fmt.Sprint("d", i)), AppendedAt: now})
-	}
-	logs[3].Extensions = []byte("ext")
-	logs[4].Data = nil
-	if err := s.StoreLogs(logs); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range logs {
-		var got raft.Log
-		if err := s.GetLog(want.Index, &got); err != nil {
-			t.Fatal(err)
-		}
-		if !reflect.DeepEqual(&got, want) && !(got.Index == want.Index && bytes.Equal(got.Data, want.Data) &&
-			bytes.Equal(got.Extensions, want.Extensions) && got.AppendedAt.Equal(want.AppendedAt) && got.Term == want.Term) {
-			t.Fatalf("log %d: got %+v want %+v", want.Index, got, *want)
-		}
-	}
-	if err := s.DeleteRange(1, 4); err != nil {
-		t.Fatal(err)
-	}
-	first, _ := s.FirstIndex()
-	last, _ := s.LastIndex()
-	if first != 5 || last != 10 {
-		t.Fatalf("after DeleteRange(1,4): first %d last %d, want 5 and 10", first, last)
-	}
-	if err := s.GetLog(2, new(raft.Log)); !errors.Is(err, raft.ErrLogNotFound) {
-		t.Fatalf("deleted log: %v", err)
-	}
-	if err := s.SetUint64([]byte("CurrentTerm"), 7); err != nil {
-		t.Fatal(err)
-	}
-	if v, err := s.GetUint64([]byte("CurrentTerm")); err != nil || v != 7 {
-		t.Fatalf("GetUint64 = %d, %v", v, err)
-	}
-	if err := decodeLog([]byte{1, 2, 3}, new(raft.Log)); err == nil {
-		t.Fatal("short entry decoded")
 	}
 }
 

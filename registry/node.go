@@ -21,6 +21,8 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/bulwark-go/bulwark/internal/raftbolt"
+
 	"github.com/bulwark-go/bulwark/internal/diskspace"
 )
 
@@ -37,7 +39,7 @@ type Node struct {
 	fsm      *fsm
 	leases   *leaseTable
 	raft     *raft.Raft
-	store    *boltStore
+	store    *raftbolt.Store
 	trans    *raft.NetworkTransport
 	raftAddr string
 	httpAddr string
@@ -139,7 +141,7 @@ func Open(ctx context.Context, cfg Config) (*Node, error) {
 // reports whether they hold state from an earlier run.
 func (n *Node) openStores(w io.Writer) (raft.SnapshotStore, bool, error) {
 	var err error
-	n.store, err = openBoltStore(filepath.Join(n.cfg.DataDir, "raft.db"))
+	n.store, err = raftbolt.Open(filepath.Join(n.cfg.DataDir, "raft.db"))
 	if err != nil {
 		return nil, false, fmt.Errorf("registry: open raft log: %w", err)
 	}

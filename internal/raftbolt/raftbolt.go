@@ -1,6 +1,7 @@
 // Package raftbolt is a Raft LogStore and StableStore on go.etcd.io/bbolt,
-// for Raft groups other than the registry's (which keeps its own copy in
-// registry/store.go; the two can be merged onto this package).
+// shared by the registry's and the gateway cluster's Raft groups.
+// (raft-boltdb v2 does not build with raft v1.8; the v1 module's boltdb
+// fork trips the race detector: design.md.)
 package raftbolt
 
 import (
