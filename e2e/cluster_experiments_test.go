@@ -190,7 +190,11 @@ func testDeliveryOutage(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // let stragglers land before the upper bound is checked
 	n, dups, _ = writesOf(backend.url)
 	t.Logf("%d writes accepted (202), %d delivered, %d duplicate deliveries absorbed", accepted, n, dups)
-	if slack := res.Totals.Requests - accepted + 16; n > accepted+slack {
+	// The load is open-loop (200/s, 2 s timeout: delivery-outage.yaml), so
+	// up to rate × timeout requests can be in flight when it stops, more
+	// on a loaded machine where each takes longer.
+	const inFlightAtStop = 200 * 2
+	if slack := res.Totals.Requests - accepted + inFlightAtStop; n > accepted+slack {
 		t.Fatalf("%d delivered but only %d accepted: writes were invented", n, accepted)
 	}
 	// The outage was real: deliveries failed and were retried, none gave up.
