@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -124,28 +123,7 @@ func startConsulService(t *testing.T, regAddr, id string) *proc {
 // service killed with SIGKILL leaves the gateway's view within 2 s (its
 // TTL check is 1 s).
 func TestConsulRegisteredRouted(t *testing.T) {
-	dir := t.TempDir()
-	regAddr, adminAddr := freeAddr(t), freeAddr(t)
-	conf := fmt.Sprintf(`listeners:
-  - address: 127.0.0.1:0
-routes:
-  - upstream: web
-upstreams:
-  - name: web
-    discover: web
-registry:
-  http: %s
-  raft: %s
-  data_dir: %s
-  bootstrap: true
-admin:
-  address: %s
-`, regAddr, freeAddr(t), filepath.Join(dir, "registry"), adminAddr)
-	path := filepath.Join(dir, "bulwark.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gw := start(t, "run", "-c", path)
+	gw, regAddr, adminAddr := runWithRegistry(t, "web")
 	a := startConsulService(t, regAddr, "web-a")
 	startConsulService(t, regAddr, "web-b")
 	waitFor(t, 10*time.Second, func() bool { return gatewayEndpoints(adminAddr) == 2 })

@@ -25,33 +25,42 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// runWithRegistry starts `bulwark run` as a registry node (bootstrapping a
+// cluster of one) whose gateway routes everything to service, discovered
+// from that registry, and returns the process and the registry's and the
+// admin listener's addresses.
+func runWithRegistry(t *testing.T, service string) (gw *proc, regAddr, adminAddr string) {
+	t.Helper()
+	dir := t.TempDir()
+	regAddr, adminAddr = freeAddr(t), freeAddr(t)
+	conf := fmt.Sprintf(`listeners:
+  - address: 127.0.0.1:0
+routes:
+  - upstream: %[1]s
+upstreams:
+  - name: %[1]s
+    discover: %[1]s
+registry:
+  http: %[2]s
+  raft: %[3]s
+  data_dir: %[4]s
+  bootstrap: true
+admin:
+  address: %[5]s
+`, service, regAddr, freeAddr(t), filepath.Join(dir, "registry"), adminAddr)
+	path := filepath.Join(dir, "bulwark.yaml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return start(t, "run", "-c", path), regAddr, adminAddr
+}
+
 // TestGatewayFollowsRegistry: `bulwark run` with a registry node and an
 // upstream discovered from it. Replicas register themselves; one is
 // killed and the gateway stops sending to it before its lease would
 // expire; a new replica is routed to within a second of registering.
 func TestGatewayFollowsRegistry(t *testing.T) {
-	dir := t.TempDir()
-	regAddr, adminAddr := freeAddr(t), freeAddr(t)
-	conf := fmt.Sprintf(`listeners:
-  - address: 127.0.0.1:0
-routes:
-  - upstream: demo
-upstreams:
-  - name: demo
-    discover: demo
-registry:
-  http: %s
-  raft: %s
-  data_dir: %s
-  bootstrap: true
-admin:
-  address: %s
-`, regAddr, freeAddr(t), filepath.Join(dir, "registry"), adminAddr)
-	path := filepath.Join(dir, "bulwark.yaml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	gw := start(t, "run", "-c", path)
+	gw, regAddr, adminAddr := runWithRegistry(t, "demo")
 	var reps []*proc
 	for i := range 3 {
 		reps = append(reps, start(t, "demo", "--id", fmt.Sprintf("r%d", i+1), "--registry", regAddr, "--service", "demo"))
