@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/bulwark-go/bulwark"
+	"github.com/bulwark-go/bulwark/internal/writeauth"
 )
 
 // maxAPIBody bounds request bodies of the API.
@@ -44,7 +45,10 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /version", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"version": bulwark.Version})
 	})
-	return stopBrowsers(mux)
+	auth := writeauth.Config{Token: s.cfg.Token, Realm: "bulwark-chaos", Deny: func(w http.ResponseWriter, status int, msg string) {
+		writeError(w, errors.New(msg), status)
+	}}
+	return stopBrowsers(writeauth.Protect(mux, auth))
 }
 
 // stopBrowsers refuses requests from browsers, as Toxiproxy does: without

@@ -158,3 +158,59 @@ func TestAPIErrorsAreJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestAPIToken: with a token, writes without it are 401, with a wrong one
+// 403, with the right one accepted; reads stay open; Toxiproxy's client
+// (which sends no token) is refused writes. Without a token the API
+// refuses to listen off loopback.
+func TestAPIToken(t *testing.T) {
+	s, err := chaos.New(chaos.Config{Seed: 1, Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	addr := apiServer(t, s)
+	body := `{"name":"p","listen":"127.0.0.1:0","upstream":"127.0.0.1:1"}`
+	for _, tc := range []struct {
+		name, auth string
+		want       int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"wrong token", "Bearer nope", http.StatusForbidden},
+		{"right token", "Bearer s3cret", http.StatusCreated},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/proxies", strings.NewReader(body))
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s: status %d (%s), want %d", tc.name, resp.StatusCode, b, tc.want)
+		}
+	}
+	resp, err := http.Get("http://" + addr + "/proxies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("GET /proxies with no token: %d, want 200", resp.StatusCode)
+	}
+	if _, err := toxiproxy.NewClient(addr).CreateProxy("q", "127.0.0.1:0", "127.0.0.1:1"); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Errorf("toxiproxy client without a token: err %v, want a 401", err)
+	}
+
+	if _, err := chaos.New(chaos.Config{Listen: "0.0.0.0:8474"}); err == nil || !strings.Contains(err.Error(), chaos.TokenEnv) {
+		t.Errorf("non-loopback API without a token: err %v, want a refusal naming %s", err, chaos.TokenEnv)
+	}
+	if s2, err := chaos.New(chaos.Config{Listen: "0.0.0.0:8474", Token: "t"}); err != nil {
+		t.Errorf("non-loopback API with a token: %v", err)
+	} else {
+		s2.Close()
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/bulwark-go/bulwark/internal/writeauth"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -14,6 +15,10 @@ import (
 	"sync"
 	"time"
 )
+
+// TokenEnv is the environment variable `bulwark chaos proxy` reads the API
+// token from when --token is not given.
+const TokenEnv = "BULWARK_CHAOS_TOKEN"
 
 // Config configures a [Server]. The zero value works.
 type Config struct {
@@ -29,10 +34,24 @@ type Config struct {
 	DialTimeout time.Duration
 	// Logger receives one line per change and per error; nil discards.
 	Logger *slog.Logger
+	// Token, when set, is required as "Authorization: Bearer <Token>" on
+	// every API write (creating proxies, adding toxics, reset). Without it
+	// the API must listen on loopback: anyone who can reach it can cut
+	// traffic. Toxiproxy has no authentication; its clients send no token,
+	// so they reach a token-protected API only through loopback or a
+	// tunnel that adds the header.
+	Token string
 }
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
+	listen := c.Listen
+	if listen == "" {
+		listen = "127.0.0.1:8474"
+	}
+	if err := writeauth.CheckListener(listen, writeauth.Config{Token: c.Token}, "chaos: API", "a token (--token or "+TokenEnv+")"); err != nil {
+		return err
+	}
 	if c.DialTimeout < 0 {
 		return errors.New("chaos: dial timeout must not be negative")
 	}

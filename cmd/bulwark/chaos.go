@@ -22,7 +22,7 @@ import (
 )
 
 const chaosUsage = `Usage:
-  bulwark chaos proxy [--listen 127.0.0.1:8474] [--config proxies.json] [--seed N]
+  bulwark chaos proxy [--listen 127.0.0.1:8474] [--config proxies.json] [--seed N] [--token T]
       a toxic proxy server with Toxiproxy's HTTP API
   bulwark chaos run [--out DIR] EXPERIMENT.yaml
       run a self-verifying experiment; exits 1 when the hypothesis broke.
@@ -53,10 +53,14 @@ func runChaosProxy(ctx context.Context, args []string, stdout, stderr io.Writer)
 	listen := fs.String("listen", "127.0.0.1:8474", "address of the Toxiproxy-compatible API")
 	cfgPath := fs.String("config", "", "JSON file of proxies to create at start (Toxiproxy's format)")
 	seed := fs.Uint64("seed", 0, "seed for every random choice (0: random, printed so a run can be replayed)")
+	token := fs.String("token", "", "bearer token required on API writes (default $"+chaos.TokenEnv+"); required when --listen is not loopback")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg := chaos.Config{Listen: *listen, Seed: *seed, Logger: slog.New(slog.NewTextHandler(stderr, nil))}
+	if *token == "" {
+		*token = os.Getenv(chaos.TokenEnv)
+	}
+	cfg := chaos.Config{Listen: *listen, Seed: *seed, Token: *token, Logger: slog.New(slog.NewTextHandler(stderr, nil))}
 	if *cfgPath != "" {
 		b, err := os.ReadFile(*cfgPath)
 		if err != nil {
