@@ -158,7 +158,9 @@ func TestTransportChunkedAndBodies(t *testing.T) {
 		want string
 	}{
 		{"no body", func() (io.ReadCloser, int64, bool) { return nil, 0, true }, "POST cl=0 te=[]:"},
-		{"buffered", func() (io.ReadCloser, int64, bool) { return io.NopCloser(strings.NewReader(big)), int64(len(big)), true }, fmt.Sprintf("POST cl=%d te=[]:%s", len(big), big)},
+		{"buffered", func() (io.ReadCloser, int64, bool) {
+			return io.NopCloser(strings.NewReader(big)), int64(len(big)), true
+		}, fmt.Sprintf("POST cl=%d te=[]:%s", len(big), big)},
 		{"streamed unknown length", func() (io.ReadCloser, int64, bool) {
 			return io.NopCloser(io.MultiReader(strings.NewReader(big), strings.NewReader("!"))), -1, false
 		}, "POST cl=-1 te=[chunked]:" + big + "!"},
