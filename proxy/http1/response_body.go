@@ -8,9 +8,9 @@ import (
 
 // Errors a response body's Read returns for bad chunked framing.
 var (
-	ErrBadChunk    = errors.New("http1: malformed chunked encoding")
-	ErrBodyClosed  = errors.New("http1: read on closed response body")
-	errClosedEarly = errors.New("http1: body closed before its end")
+	ErrBadResponseChunk = errors.New("http1: malformed chunked response body")
+	ErrBodyClosed       = errors.New("http1: read on closed response body")
+	errClosedEarly      = errors.New("http1: body closed before its end")
 )
 
 // maxTrailerBytes bounds the trailer section, which is read and dropped.
@@ -118,7 +118,7 @@ func (b *body) Close() error {
 func (b *body) readChunked(p []byte) (int, error) {
 	for b.remain == 0 {
 		if b.needCRLF {
-			if err := readCRLF(b.br); err != nil {
+			if err := readChunkEnd(b.br); err != nil {
 				return 0, err
 			}
 			b.needCRLF = false
@@ -149,14 +149,14 @@ func (b *body) readChunked(p []byte) (int, error) {
 	return n, err
 }
 
-func readCRLF(br *bufio.Reader) error {
+func readChunkEnd(br *bufio.Reader) error {
 	c, err := br.ReadByte()
 	if err == nil && c != '\r' {
-		return ErrBadChunk
+		return ErrBadResponseChunk
 	}
 	if err == nil {
 		if c, err = br.ReadByte(); err == nil && c != '\n' {
-			return ErrBadChunk
+			return ErrBadResponseChunk
 		}
 	}
 	if err == io.EOF {
@@ -169,7 +169,7 @@ func readCRLF(br *bufio.Reader) error {
 func readChunkSize(br *bufio.Reader) (int64, error) {
 	line, err := br.ReadSlice('\n')
 	if err == bufio.ErrBufferFull {
-		return 0, ErrBadChunk // a chunk line longer than the buffer: extensions as an attack
+		return 0, ErrBadResponseChunk // a chunk line longer than the buffer: extensions as an attack
 	}
 	if err != nil {
 		if err == io.EOF {
@@ -178,7 +178,7 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		return 0, err
 	}
 	if len(line) < 3 || line[len(line)-2] != '\r' {
-		return 0, ErrBadChunk
+		return 0, ErrBadResponseChunk
 	}
 	line = line[:len(line)-2]
 	var n int64
@@ -197,24 +197,24 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 			goto ext
 		}
 		if i >= 15 {
-			return 0, ErrBadChunk // would overflow, and no body is that large
+			return 0, ErrBadResponseChunk // would overflow, and no body is that large
 		}
 		n = n<<4 | int64(d)
 	}
 ext:
 	if i == 0 {
-		return 0, ErrBadChunk
+		return 0, ErrBadResponseChunk
 	}
 	rest := line[i:]
 	for len(rest) > 0 && (rest[0] == ' ' || rest[0] == '\t') { // BWS before ";"
 		rest = rest[1:]
 	}
 	if len(rest) > 0 && rest[0] != ';' {
-		return 0, ErrBadChunk
+		return 0, ErrBadResponseChunk
 	}
 	for _, c := range rest {
 		if c < ' ' && c != '\t' || c == 0x7f {
-			return 0, ErrBadChunk
+			return 0, ErrBadResponseChunk
 		}
 	}
 	return n, nil
@@ -228,7 +228,7 @@ func skipTrailers(br *bufio.Reader) error {
 		line, err := br.ReadSlice('\n')
 		total += len(line)
 		if err == bufio.ErrBufferFull || total > maxTrailerBytes {
-			return ErrBadChunk
+			return ErrBadResponseChunk
 		}
 		if err != nil {
 			if err == io.EOF {

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func readResp(s, method string, max int) (*http.Response, error) {
+func readUpstreamResp(s, method string, max int) (*http.Response, error) {
 	br := bufio.NewReaderSize(strings.NewReader(s), 64)
 	req, _ := http.NewRequest(method, "http://a/", nil)
 	return ReadResponse(br, req, max)
@@ -62,7 +62,7 @@ func TestReadResponseRefusesAmbiguity(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := readResp(tt.in, http.MethodGet, 256)
+			_, err := readUpstreamResp(tt.in, http.MethodGet, 256)
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("err = %v, want %v", err, tt.want)
 			}
@@ -95,7 +95,7 @@ func TestReadResponseFraming(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := readResp(tt.in, tt.method, 1024)
+			resp, err := readUpstreamResp(tt.in, tt.method, 1024)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +118,7 @@ func TestReadResponseFraming(t *testing.T) {
 }
 
 func TestReadResponseHeaders(t *testing.T) {
-	resp, err := readResp("HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nX-Multi: a\r\nx-multi: b\r\nX-Empty:\r\nX-Space:  v v \t\r\nContent-Length: 0\r\n\r\n", "GET", 1024)
+	resp, err := readUpstreamResp("HTTP/1.1 404 Not Found\r\ncontent-type: text/plain\r\nX-Multi: a\r\nx-multi: b\r\nX-Empty:\r\nX-Space:  v v \t\r\nContent-Length: 0\r\n\r\n", "GET", 1024)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,23 +142,23 @@ func TestChunkedRefusesBadFraming(t *testing.T) {
 		name, in string
 		want     error
 	}{
-		{"bare LF after size", "5\nhello\r\n0\r\n\r\n", ErrBadChunk},
-		{"bare LF after data", "5\r\nhello\n0\r\n\r\n", ErrBadChunk},
-		{"data longer than size", "5\r\nhello!\r\n0\r\n\r\n", ErrBadChunk},
-		{"no size", "\r\nhello\r\n0\r\n\r\n", ErrBadChunk},
-		{"negative size", "-5\r\nhello\r\n0\r\n\r\n", ErrBadChunk},
-		{"size overflow", "10000000000000000\r\n", ErrBadChunk},
-		{"garbage after size", "5x\r\nhello\r\n0\r\n\r\n", ErrBadChunk},
-		{"control in extension", "5;a=\x01\r\nhello\r\n0\r\n\r\n", ErrBadChunk},
+		{"bare LF after size", "5\nhello\r\n0\r\n\r\n", ErrBadResponseChunk},
+		{"bare LF after data", "5\r\nhello\n0\r\n\r\n", ErrBadResponseChunk},
+		{"data longer than size", "5\r\nhello!\r\n0\r\n\r\n", ErrBadResponseChunk},
+		{"no size", "\r\nhello\r\n0\r\n\r\n", ErrBadResponseChunk},
+		{"negative size", "-5\r\nhello\r\n0\r\n\r\n", ErrBadResponseChunk},
+		{"size overflow", "10000000000000000\r\n", ErrBadResponseChunk},
+		{"garbage after size", "5x\r\nhello\r\n0\r\n\r\n", ErrBadResponseChunk},
+		{"control in extension", "5;a=\x01\r\nhello\r\n0\r\n\r\n", ErrBadResponseChunk},
 		{"bare LF in trailer", "0\r\nX-T: 1\n\r\n", ErrBadLineEnding},
 		{"obs-fold in trailer", "0\r\nX-T: 1\r\n 2\r\n\r\n", ErrObsFold},
-		{"huge trailer", "0\r\n" + strings.Repeat("X-T: 0123456789abcdef\r\n", 1000) + "\r\n", ErrBadChunk},
+		{"huge trailer", "0\r\n" + strings.Repeat("X-T: 0123456789abcdef\r\n", 1000) + "\r\n", ErrBadResponseChunk},
 		{"truncated data", "5\r\nhel", io.ErrUnexpectedEOF},
 		{"truncated before last chunk", "5\r\nhello\r\n", io.ErrUnexpectedEOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp, err := readResp(head+tt.in, "GET", 1024)
+			resp, err := readUpstreamResp(head+tt.in, "GET", 1024)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -170,7 +170,7 @@ func TestChunkedRefusesBadFraming(t *testing.T) {
 }
 
 func TestBodyLengthShort(t *testing.T) {
-	resp, err := readResp("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "GET", 1024)
+	resp, err := readUpstreamResp("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", "GET", 1024)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,10 +17,10 @@ import (
 	"time"
 )
 
-// rawServer serves each accepted connection with handle, for answers
+// upstreamServer serves each accepted connection with handle, for answers
 // net/http's server would never send. Connections are closed at cleanup,
 // so a handler that hangs ends with the test.
-type rawServer struct {
+type upstreamServer struct {
 	ln    net.Listener
 	conns atomic.Int32
 	mu    sync.Mutex
@@ -28,13 +28,13 @@ type rawServer struct {
 	wg    sync.WaitGroup
 }
 
-func newRawServer(t *testing.T, handle func(n int, c net.Conn, br *bufio.Reader)) *rawServer {
+func newUpstreamServer(t *testing.T, handle func(n int, c net.Conn, br *bufio.Reader)) *upstreamServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &rawServer{ln: ln}
+	s := &upstreamServer{ln: ln}
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -67,10 +67,10 @@ func newRawServer(t *testing.T, handle func(n int, c net.Conn, br *bufio.Reader)
 	return s
 }
 
-func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() }
+func (s *upstreamServer) url() string { return "http://" + s.ln.Addr().String() }
 
 // readReq reads one request and its body; false when the connection ended.
-func readReq(br *bufio.Reader) (*http.Request, []byte, bool) {
+func upReadReq(br *bufio.Reader) (*http.Request, []byte, bool) {
 	r, err := http.ReadRequest(br)
 	if err != nil {
 		return nil, nil, false
@@ -80,7 +80,7 @@ func readReq(br *bufio.Reader) (*http.Request, []byte, bool) {
 }
 
 // countingServer is an httptest server that counts new connections.
-func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
+func upCountingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic.Int32) {
 	var n atomic.Int32
 	s := httptest.NewUnstartedServer(h)
 	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
@@ -93,7 +93,7 @@ func countingServer(t *testing.T, h http.HandlerFunc) (*httptest.Server, *atomic
 	return s, &n
 }
 
-func get(t *testing.T, tr http.RoundTripper, ctx context.Context, url string) (*http.Response, error) {
+func upGet(t *testing.T, tr http.RoundTripper, ctx context.Context, url string) (*http.Response, error) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -102,7 +102,7 @@ func get(t *testing.T, tr http.RoundTripper, ctx context.Context, url string) (*
 	return tr.RoundTrip(req)
 }
 
-func readAll(t *testing.T, resp *http.Response) string {
+func upReadAll(t *testing.T, resp *http.Response) string {
 	t.Helper()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
@@ -113,7 +113,7 @@ func readAll(t *testing.T, resp *http.Response) string {
 }
 
 func TestTransportKeepAlive(t *testing.T) {
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Path", r.URL.RequestURI())
 		io.WriteString(w, "hello "+r.Host+" "+r.Header.Get("X-A"))
 	})
@@ -127,7 +127,7 @@ func TestTransportKeepAlive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := readAll(t, resp), fmt.Sprintf("hello front.example %d", i); got != want || resp.StatusCode != 200 {
+		if got, want := upReadAll(t, resp), fmt.Sprintf("hello front.example %d", i); got != want || resp.StatusCode != 200 {
 			t.Fatalf("%d %q, want %q", resp.StatusCode, got, want)
 		}
 		if p := resp.Header.Get("X-Path"); p != "/p/a%20b?q=1&r" {
@@ -143,7 +143,7 @@ func TestTransportKeepAlive(t *testing.T) {
 }
 
 func TestTransportChunkedAndBodies(t *testing.T) {
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s cl=%d te=%v:", r.Method, r.ContentLength, r.TransferEncoding)
 		w.(http.Flusher).Flush() // forces a chunked answer
@@ -178,7 +178,7 @@ func TestTransportChunkedAndBodies(t *testing.T) {
 			if len(resp.TransferEncoding) == 0 || resp.ContentLength != -1 {
 				t.Errorf("answer not chunked: te=%v cl=%d", resp.TransferEncoding, resp.ContentLength)
 			}
-			if got := readAll(t, resp); got != tc.want {
+			if got := upReadAll(t, resp); got != tc.want {
 				t.Fatalf("got %.80q…, want %.80q…", got, tc.want)
 			}
 		})
@@ -189,7 +189,7 @@ func TestTransportChunkedAndBodies(t *testing.T) {
 }
 
 func TestTransportNoBodyAnswers(t *testing.T) {
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/204":
 			w.WriteHeader(http.StatusNoContent)
@@ -211,7 +211,7 @@ func TestTransportNoBodyAnswers(t *testing.T) {
 		if resp.Body != http.NoBody && c.path != "/" {
 			t.Errorf("%s %s: body %T, want NoBody", c.method, c.path, resp.Body)
 		}
-		readAll(t, resp)
+		upReadAll(t, resp)
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
@@ -219,18 +219,18 @@ func TestTransportNoBodyAnswers(t *testing.T) {
 }
 
 func TestTransportConnectionClose(t *testing.T) {
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Connection", "close")
 		io.WriteString(w, "bye")
 	})
 	tr := &Transport{}
 	defer tr.CloseIdleConnections()
 	for range 3 {
-		resp, err := get(t, tr, context.Background(), s.URL)
+		resp, err := upGet(t, tr, context.Background(), s.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
-		readAll(t, resp)
+		upReadAll(t, resp)
 		if !resp.Close || tr.IdleConns() != 0 {
 			t.Fatalf("Close=%v idle=%d: a Connection: close answer's connection was kept", resp.Close, tr.IdleConns())
 		}
@@ -242,7 +242,7 @@ func TestTransportConnectionClose(t *testing.T) {
 
 func TestTransportEarlyClose(t *testing.T) {
 	big := strings.Repeat("x", 1<<20)
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/big" {
 			io.WriteString(w, big)
 			return
@@ -251,7 +251,7 @@ func TestTransportEarlyClose(t *testing.T) {
 	})
 	tr := &Transport{}
 	defer tr.CloseIdleConnections()
-	resp, err := get(t, tr, context.Background(), s.URL+"/big")
+	resp, err := upGet(t, tr, context.Background(), s.URL+"/big")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestTransportEarlyClose(t *testing.T) {
 	if n := tr.IdleConns(); n != 0 {
 		t.Fatalf("%d idle after closing a 1 MiB body early, want 0 (the rest is not drained)", n)
 	}
-	resp, err = get(t, tr, context.Background(), s.URL+"/small")
+	resp, err = upGet(t, tr, context.Background(), s.URL+"/small")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,8 +282,8 @@ func TestTransportEarlyClose(t *testing.T) {
 // (the server never answers), and the connection is not reused.
 func TestTransportCancelMidHeader(t *testing.T) {
 	seen := make(chan struct{}, 1)
-	s := newRawServer(t, func(_ int, c net.Conn, br *bufio.Reader) {
-		if _, _, ok := readReq(br); ok {
+	s := newUpstreamServer(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, _, ok := upReadReq(br); ok {
 			seen <- struct{}{}
 		}
 		io.Copy(io.Discard, br) // hang until the client closes
@@ -293,7 +293,7 @@ func TestTransportCancelMidHeader(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { <-seen; cancel() }()
 	start := time.Now()
-	_, err := get(t, tr, ctx, s.url())
+	_, err := upGet(t, tr, ctx, s.url())
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
@@ -311,8 +311,8 @@ func TestTransportCancelMidHeader(t *testing.T) {
 // A cancelled context ends a read blocked mid-body; Read returns the
 // context's error and the connection is closed.
 func TestTransportCancelMidBody(t *testing.T) {
-	s := newRawServer(t, func(_ int, c net.Conn, br *bufio.Reader) {
-		if _, _, ok := readReq(br); ok {
+	s := newUpstreamServer(t, func(_ int, c net.Conn, br *bufio.Reader) {
+		if _, _, ok := upReadReq(br); ok {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
 		}
 		io.Copy(io.Discard, br)
@@ -321,7 +321,7 @@ func TestTransportCancelMidBody(t *testing.T) {
 	defer tr.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	resp, err := get(t, tr, ctx, s.url())
+	resp, err := upGet(t, tr, ctx, s.url())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,11 +342,11 @@ func TestTransportCancelMidBody(t *testing.T) {
 // The per-try timeout of the gateway cancels from a timer while RoundTrip
 // is blocked; so does a context deadline.
 func TestTransportDeadline(t *testing.T) {
-	s := newRawServer(t, func(_ int, c net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br) })
+	s := newUpstreamServer(t, func(_ int, c net.Conn, br *bufio.Reader) { io.Copy(io.Discard, br) })
 	tr := &Transport{}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := get(t, tr, ctx, s.url()); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := upGet(t, tr, ctx, s.url()); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want DeadlineExceeded", err)
 	}
 }
@@ -355,9 +355,9 @@ func TestTransportDeadline(t *testing.T) {
 // transparently, for a replayable request; a POST that was written is not.
 func TestTransportStaleIdleConn(t *testing.T) {
 	closed := make(chan struct{}, 4)
-	s := newRawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
+	s := newUpstreamServer(t, func(n int, c net.Conn, br *bufio.Reader) {
 		for {
-			r, _, ok := readReq(br)
+			r, _, ok := upReadReq(br)
 			if !ok {
 				return
 			}
@@ -372,22 +372,22 @@ func TestTransportStaleIdleConn(t *testing.T) {
 	tr := &Transport{}
 	defer tr.CloseIdleConnections()
 	prime := func() {
-		resp, err := get(t, tr, context.Background(), s.url()+"/then-close")
+		resp, err := upGet(t, tr, context.Background(), s.url()+"/then-close")
 		if err != nil {
 			t.Fatal(err)
 		}
-		readAll(t, resp)
+		upReadAll(t, resp)
 		<-closed
 		if tr.IdleConns() != 1 {
 			t.Fatal("the connection was not pooled")
 		}
 	}
 	prime()
-	resp, err := get(t, tr, context.Background(), s.url()+"/")
+	resp, err := upGet(t, tr, context.Background(), s.url()+"/")
 	if err != nil {
 		t.Fatalf("GET on a stale pooled connection: %v (want a transparent retry)", err)
 	}
-	if got := readAll(t, resp); got != "2" {
+	if got := upReadAll(t, resp); got != "2" {
 		t.Fatalf("answered by connection %s, want 2", got)
 	}
 
@@ -405,9 +405,9 @@ func TestTransportStaleIdleConn(t *testing.T) {
 }
 
 func TestTransportSkips1xx(t *testing.T) {
-	s := newRawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
+	s := newUpstreamServer(t, func(n int, c net.Conn, br *bufio.Reader) {
 		for {
-			r, _, ok := readReq(br)
+			r, _, ok := upReadReq(br)
 			if !ok {
 				return
 			}
@@ -424,28 +424,28 @@ func TestTransportSkips1xx(t *testing.T) {
 	})
 	tr := &Transport{}
 	defer tr.CloseIdleConnections()
-	resp, err := get(t, tr, context.Background(), s.url()+"/")
+	resp, err := upGet(t, tr, context.Background(), s.url()+"/")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, resp); resp.StatusCode != 200 || got != "ok" || resp.Header.Get("Link") != "" {
+	if got := upReadAll(t, resp); resp.StatusCode != 200 || got != "ok" || resp.Header.Get("Link") != "" {
 		t.Fatalf("%d %q %v", resp.StatusCode, got, resp.Header)
 	}
-	if _, err := get(t, tr, context.Background(), s.url()+"/many"); !errors.Is(err, ErrTooManyInformational) {
+	if _, err := upGet(t, tr, context.Background(), s.url()+"/many"); !errors.Is(err, ErrTooManyInformational) {
 		t.Fatalf("err = %v, want ErrTooManyInformational", err)
 	}
 }
 
 func TestTransportRefusesSmuggling(t *testing.T) {
-	s := newRawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
-		if _, _, ok := readReq(br); ok {
+	s := newUpstreamServer(t, func(n int, c net.Conn, br *bufio.Reader) {
+		if _, _, ok := upReadReq(br); ok {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
 		}
 		io.Copy(io.Discard, br)
 	})
 	tr := &Transport{}
 	defer tr.CloseIdleConnections()
-	if _, err := get(t, tr, context.Background(), s.url()); !errors.Is(err, ErrCLAndTE) {
+	if _, err := upGet(t, tr, context.Background(), s.url()); !errors.Is(err, ErrCLAndTE) {
 		t.Fatalf("err = %v, want ErrCLAndTE", err)
 	}
 	if tr.IdleConns() != 0 {
@@ -457,23 +457,23 @@ func TestTransportDialError(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now
-	_, err := get(t, &Transport{}, context.Background(), "http://"+addr+"/")
+	_, err := upGet(t, &Transport{}, context.Background(), "http://"+addr+"/")
 	var op *net.OpError
 	if !errors.Is(err, ErrNotSent) || !errors.As(err, &op) || op.Op != "dial" {
 		t.Fatalf("err = %v, want ErrNotSent wrapping a dial *net.OpError", err)
 	}
 }
 
-type recordingRT struct{ n atomic.Int32 }
+type fallbackRecorder struct{ n atomic.Int32 }
 
-func (r *recordingRT) RoundTrip(req *http.Request) (*http.Response, error) {
+func (r *fallbackRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.n.Add(1)
 	return &http.Response{StatusCode: 299, Body: http.NoBody, Request: req}, nil
 }
 
 func TestTransportFallback(t *testing.T) {
-	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {})
-	fb := &recordingRT{}
+	s, _ := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	fb := &fallbackRecorder{}
 	tr := &Transport{Fallback: fb}
 	defer tr.CloseIdleConnections()
 	up, _ := http.NewRequest(http.MethodGet, s.URL, nil)
@@ -493,8 +493,8 @@ func TestTransportFallback(t *testing.T) {
 }
 
 func TestTransportUpgradeWithoutFallback(t *testing.T) {
-	s := newRawServer(t, func(n int, c net.Conn, br *bufio.Reader) {
-		if _, _, ok := readReq(br); !ok {
+	s := newUpstreamServer(t, func(n int, c net.Conn, br *bufio.Reader) {
+		if _, _, ok := upReadReq(br); !ok {
 			return
 		}
 		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\nhi ")
@@ -520,13 +520,13 @@ func TestTransportUpgradeWithoutFallback(t *testing.T) {
 }
 
 func TestTransportIdleTimeout(t *testing.T) {
-	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	s, _ := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {})
 	tr := &Transport{IdleConnTimeout: 2 * time.Millisecond}
-	resp, err := get(t, tr, context.Background(), s.URL)
+	resp, err := upGet(t, tr, context.Background(), s.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	readAll(t, resp)
+	upReadAll(t, resp)
 	deadline := time.Now().Add(20 * time.Second)
 	for tr.IdleConns() != 0 {
 		if time.Now().After(deadline) {
@@ -537,12 +537,12 @@ func TestTransportIdleTimeout(t *testing.T) {
 }
 
 func TestTransportMaxIdlePerHost(t *testing.T) {
-	s, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	s, _ := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {})
 	tr := &Transport{MaxIdleConnsPerHost: 2}
 	defer tr.CloseIdleConnections()
 	var resps []*http.Response
 	for range 4 { // four at once: four connections
-		resp, err := get(t, tr, context.Background(), s.URL)
+		resp, err := upGet(t, tr, context.Background(), s.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -555,7 +555,7 @@ func TestTransportMaxIdlePerHost(t *testing.T) {
 }
 
 func TestTransportRefusesHeaderInjection(t *testing.T) {
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {})
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {})
 	for _, mut := range []func(*http.Request){
 		func(r *http.Request) { r.Header["X-A"] = []string{"a\r\nX-Evil: 1"} },
 		func(r *http.Request) { r.Header["X A"] = []string{"a"} },
@@ -573,7 +573,7 @@ func TestTransportRefusesHeaderInjection(t *testing.T) {
 
 // Many goroutines share one Transport: the idle pool under -race.
 func TestTransportConcurrent(t *testing.T) {
-	s, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		w.Write(b)
 	})
