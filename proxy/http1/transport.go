@@ -93,7 +93,8 @@ type conn struct {
 	wn     int64  // bytes of this request written to nc
 	stop   func() bool
 	ctx    context.Context
-	close1 bool // do not reuse after this exchange
+	abort  func() // sets an immediate deadline; made once per connection
+	close1 bool   // do not reuse after this exchange
 }
 
 var (
@@ -231,7 +232,9 @@ func (t *Transport) getConn(ctx context.Context, host string, fresh bool) (*conn
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotSent, err)
 	}
-	return &conn{t: t, nc: nc, key: host}, nil
+	pc := &conn{t: t, nc: nc, key: host}
+	pc.abort = func() { nc.SetDeadline(aLongAgo) }
+	return pc, nil
 }
 
 func (t *Transport) takeIdle(host string) *conn {
@@ -380,8 +383,9 @@ func (pc *conn) closeConn() {
 func (pc *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	pc.ctx, pc.wn, pc.close1 = ctx, 0, req.Close
 	if ctx.Done() != nil {
-		nc := pc.nc
-		pc.stop = context.AfterFunc(ctx, func() { nc.SetDeadline(aLongAgo) })
+		// A stale abort cannot hit the connection's next exchange: when
+		// stop reports that it already ran, the connection is closed.
+		pc.stop = context.AfterFunc(ctx, pc.abort)
 	}
 	if pc.br == nil {
 		pc.br = readerPool.Get().(*bufio.Reader)
