@@ -19,6 +19,14 @@ import (
 // sending it again, anywhere, is safe whatever its method.
 var ErrNotSent = errors.New("http1: request not sent")
 
+// errInvalid marks a request refused before sending (a control byte in a
+// header, an invalid method): sending it again would fail the same way.
+var errInvalid = errors.New("invalid request")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %w: "+format, append([]any{ErrNotSent, errInvalid}, args...)...)
+}
+
 // Defaults of Transport's zero fields.
 const (
 	DefaultConnectTimeout    = time.Second
@@ -158,7 +166,7 @@ func retryable(req *http.Request, err error) bool {
 		return false
 	}
 	if errors.Is(err, ErrNotSent) {
-		return true
+		return !errors.Is(err, errInvalid)
 	}
 	var st *errStale
 	if !errors.As(err, &st) {
@@ -416,6 +424,8 @@ func (pc *conn) fail(err error, received bool) error {
 		return fmt.Errorf("http1: %w", cerr)
 	}
 	switch {
+	case pc.wn == 0 && errors.Is(err, ErrNotSent):
+		return err
 	case pc.wn == 0:
 		return fmt.Errorf("%w: %w", ErrNotSent, err)
 	case pc.reused && !received && !errors.Is(err, ErrResponseHeadTooLarge) && !isParseError(err):
@@ -543,7 +553,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 		method = http.MethodGet
 	}
 	if !validToken(method) {
-		return fmt.Errorf("%w: invalid method %q", ErrNotSent, method)
+		return invalid("method %q", method)
 	}
 	u := req.URL
 	path, query := u.Opaque, u.RawQuery
@@ -558,7 +568,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 		host = u.Host
 	}
 	if !validValue(path) || !validValue(query) || !validValue(host) || strings.ContainsAny(path, " \t") || strings.ContainsAny(query, " \t") {
-		return fmt.Errorf("%w: control character or space in the request URL or Host", ErrNotSent)
+		return invalid("control character or space in the request URL or Host")
 	}
 	bw.WriteString(method)
 	bw.WriteByte(' ')
@@ -572,7 +582,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 	bw.WriteString("\r\n")
 	if ua := req.Header["User-Agent"]; len(ua) > 0 && ua[0] != "" {
 		if !validValue(ua[0]) {
-			return fmt.Errorf("%w: invalid User-Agent", ErrNotSent)
+			return invalid("control character in User-Agent")
 		}
 		bw.WriteString("User-Agent: ")
 		bw.WriteString(ua[0])
@@ -598,11 +608,11 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 			continue
 		}
 		if !validToken(k) {
-			return fmt.Errorf("%w: invalid header field name %q", ErrNotSent, k)
+			return invalid("header field name %q", k)
 		}
 		for _, v := range vs {
 			if !validValue(v) {
-				return fmt.Errorf("%w: invalid header field value for %q", ErrNotSent, k)
+				return invalid("control character in the value of %q", k)
 			}
 			bw.WriteString(k)
 			bw.WriteString(": ")
