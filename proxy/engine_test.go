@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -66,5 +67,41 @@ func TestEngineRequestBodies(t *testing.T) {
 		if w.Code != 200 || got.Load() != body {
 			t.Fatalf("%d-byte body: %d, upstream got %d bytes", n, w.Code, len(got.Load().(string)))
 		}
+	}
+}
+
+// An upstream that closes idle keep-alive connections (its idle timeout
+// raced ours) costs no failed try: the engine retries the request once on
+// a fresh connection, below the try loop. With one endpoint, a failed try
+// would be the client's error (a pool of one gets no second round).
+func TestEngineStaleUpstreamConnection(t *testing.T) {
+	closed := make(chan struct{}, 100)
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	s.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateClosed {
+			closed <- struct{}{}
+		}
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	gw, err := New(Config{Routes: []Route{{Name: "r", Upstream: "u"}},
+		Upstreams: []Upstream{{Name: "u", Endpoints: []Endpoint{{URL: s.URL}}}}}, Options{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	for i := range 10 {
+		w := httptest.NewRecorder()
+		gw.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/x", nil))
+		if w.Code != 200 || w.Body.String() != "ok" {
+			t.Fatalf("request %d: %d %q", i, w.Code, w.Body.String())
+		}
+		if gw.fast.IdleConns() != 1 {
+			t.Fatalf("request %d: the connection was not pooled", i)
+		}
+		s.CloseClientConnections() // the upstream drops the idle connection
+		<-closed
 	}
 }
