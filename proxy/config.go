@@ -275,7 +275,7 @@ type Upstream struct {
 	// where TLS ends at a box in between. Off by default.
 	Signatures Signatures `yaml:"signatures"`
 	// Engine picks the HTTP client that carries tries to plain http://
-	// endpoints: "" or "http1" (default) is the gateway's own HTTP/1.1
+	// endpoints: "" or "bulwark" (default) is the gateway's own HTTP/1.1
 	// transport (proxy/http1: no goroutine per connection, strict response
 	// parsing); "net/http" is Go's http.Transport, the escape hatch.
 	// https:// endpoints, mTLS pools, protocol upgrades and unbuffered
@@ -283,10 +283,10 @@ type Upstream struct {
 	Engine string `yaml:"engine"`
 }
 
-// The values of Upstream.Engine.
+// The values of Upstream.Engine (the same words as a listener's engine).
 const (
-	EngineHTTP1   = "http1"
-	EngineNetHTTP = "net/http"
+	UpstreamEngineBulwark = "bulwark"
+	UpstreamEngineNetHTTP = "net/http"
 )
 
 // Signatures configures response signature checks (see
@@ -508,9 +508,9 @@ func validateUpstream(v *validator, p string, u *Upstream) {
 		v.add(p+".outlier.max_ejection_percent", "must be a percentage between 0 and 100")
 	}
 	switch u.Engine {
-	case "", EngineHTTP1, EngineNetHTTP:
+	case "", UpstreamEngineBulwark, UpstreamEngineNetHTTP:
 	default:
-		v.add(p+".engine", "unknown engine %q: use %s (default) or %s", u.Engine, EngineHTTP1, EngineNetHTTP)
+		v.add(p+".engine", "unknown engine %q: use %s (default) or %s", u.Engine, UpstreamEngineBulwark, UpstreamEngineNetHTTP)
 	}
 	if u.Signatures.MaxAge < 0 {
 		v.add(p+".signatures.max_age", "must not be negative")

@@ -11,14 +11,14 @@ import (
 	"testing"
 )
 
-func TestEngineValidated(t *testing.T) {
+func TestUpstreamEngineValidated(t *testing.T) {
 	cfg := Config{Routes: []Route{{Upstream: "u"}}, Upstreams: []Upstream{{Name: "u", Endpoints: []Endpoint{{URL: "http://127.0.0.1:1"}}, Engine: "fasthttp"}}}
 	err := cfg.Validate()
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Path != "upstreams[0].engine" || !strings.Contains(fe.Msg, "net/http") {
 		t.Fatalf("err = %v, want a FieldError on upstreams[0].engine naming the choices", err)
 	}
-	for _, e := range []string{"", EngineHTTP1, EngineNetHTTP} {
+	for _, e := range []string{"", UpstreamEngineBulwark, UpstreamEngineNetHTTP} {
 		cfg.Upstreams[0].Engine = e
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("engine %q: %v", e, err)
@@ -28,12 +28,12 @@ func TestEngineValidated(t *testing.T) {
 
 // Plain http:// pools ride the HTTP/1.1 engine by default; engine:
 // net/http puts them back on net/http's Transport.
-func TestEngineChoice(t *testing.T) {
+func TestUpstreamEngineChoice(t *testing.T) {
 	b := newBackend(t, "a")
 	for _, tc := range []struct {
 		engine   string
 		fastIdle int
-	}{{"", 1}, {EngineHTTP1, 1}, {EngineNetHTTP, 0}} {
+	}{{"", 1}, {UpstreamEngineBulwark, 1}, {UpstreamEngineNetHTTP, 0}} {
 		gw := gateway(t, func(c *Config) { c.Upstreams[0].Engine = tc.engine }, b)
 		for range 3 {
 			w := httptest.NewRecorder()
@@ -51,7 +51,7 @@ func TestEngineChoice(t *testing.T) {
 // A request body too large to buffer for retries streams through
 // net/http (the fallback), which writes it while reading the answer;
 // a buffered one goes through the HTTP/1.1 engine. Both arrive whole.
-func TestEngineRequestBodies(t *testing.T) {
+func TestUpstreamEngineRequestBodies(t *testing.T) {
 	var got atomic.Value
 	b := newBackend(t, "a")
 	b.set(func(w http.ResponseWriter, r *http.Request) {
@@ -74,7 +74,7 @@ func TestEngineRequestBodies(t *testing.T) {
 // raced ours) costs no failed try: the engine retries the request once on
 // a fresh connection, below the try loop. With one endpoint, a failed try
 // would be the client's error (a pool of one gets no second round).
-func TestEngineStaleUpstreamConnection(t *testing.T) {
+func TestUpstreamEngineStaleUpstreamConnection(t *testing.T) {
 	closed := make(chan struct{}, 100)
 	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "ok")
