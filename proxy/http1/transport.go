@@ -52,7 +52,7 @@ const (
 // Idempotency-Key, with a rewindable body), as net/http does.
 //
 // Requests it does not handle go to Fallback: other schemes (https),
-// protocol upgrades, requests with trailers, and bodies that are neither
+// CONNECT, protocol upgrades, requests with trailers, and bodies that are neither
 // absent nor rewindable (GetBody nil): net/http writes those while it
 // already reads the answer, which an upstream that answers before reading
 // a large body needs. With Fallback nil, it handles upgrades itself
@@ -195,7 +195,7 @@ func (t *Transport) routed(req *http.Request) (bool, error) {
 	if u == nil {
 		return false, fmt.Errorf("%w: nil Request.URL", ErrNotSent)
 	}
-	fallback := u.Scheme != "http" || len(req.Trailer) > 0
+	fallback := u.Scheme != "http" || len(req.Trailer) > 0 || req.Method == http.MethodConnect
 	if t.Fallback != nil {
 		_, upgrade := req.Header["Upgrade"]
 		fallback = fallback || upgrade || hasBody(req) && req.GetBody == nil
@@ -267,6 +267,7 @@ func (t *Transport) putIdle(pc *conn) {
 		pc.closeConn()
 		return
 	}
+	pc.br.Reset(nil) // a pooled reader must not keep the connection alive
 	readerPool.Put(pc.br)
 	pc.br = nil
 	pc.ctx, pc.stop = nil, nil

@@ -481,7 +481,8 @@ func TestTransportFallback(t *testing.T) {
 	up.Header.Set("Upgrade", "websocket")
 	streamed, _ := http.NewRequest(http.MethodPost, s.URL, io.NopCloser(strings.NewReader("x")))
 	tls, _ := http.NewRequest(http.MethodGet, "https://127.0.0.1:1/", nil)
-	for _, req := range []*http.Request{up, streamed, tls} {
+	connect, _ := http.NewRequest(http.MethodConnect, s.URL, nil)
+	for _, req := range []*http.Request{up, streamed, tls, connect} {
 		resp, err := tr.RoundTrip(req)
 		if err != nil || resp.StatusCode != 299 {
 			t.Fatalf("%s %s: %v %v, want the fallback", req.Method, req.URL, resp, err)
