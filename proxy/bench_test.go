@@ -24,7 +24,8 @@ import (
 // differences between them are the cost of the layers they add:
 //
 //	direct          client Transport ─► backend                 (baseline for the loopback rows)
-//	handler         gw.ServeHTTP ─► gw.transport ─► 3 backends  (gateway + its upstream hop)
+//	handler         gw.ServeHTTP ─► gw.fast ─► 3 backends       (gateway + its upstream hop, HTTP/1.1 engine)
+//	handler-nethttp gw.ServeHTTP ─► gw.transport ─► 3 backends  (the same on the net/http engine)
 //	listener        client ─► gateway's http.Server ─► handler  (the whole proxied round trip)
 //	listener-parallel  the same with 64 concurrent clients (wrk -c64's shape)
 //	inmem-backend   the in-memory upstream alone                (baseline for the inmem rows)
@@ -60,6 +61,10 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 	})
 	b.Run("handler", func(b *testing.B) {
 		gw := benchGateway(b, urls)
+		benchHandler(b, gw, len(body))
+	})
+	b.Run("handler-nethttp", func(b *testing.B) {
+		gw := benchGateway(b, urls, func(c *Config) { c.Upstreams[0].Engine = UpstreamEngineNetHTTP })
 		benchHandler(b, gw, len(body))
 	})
 	b.Run("listener", func(b *testing.B) {
@@ -108,8 +113,9 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 		// The test hook: an alternate protocol registered on the gateway's
 		// own *http.Transport intercepts every http:// try after the
 		// Transport's request checks, so everything but the socket and the
-		// backend's server runs as in production.
-		gw.transport.RegisterProtocol("http", mem)
+		// backend's server runs as in production (with the net/http engine:
+		// see memHook).
+		memHook(gw, mem)
 		benchHandler(b, gw, len(body))
 	})
 	b.Run("reverseproxy-inmem", func(b *testing.B) {
@@ -133,6 +139,16 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 		}
 		benchHandler(b, rp, len(body))
 	})
+}
+
+// memHook sends every try of gw to rt, through the net/http engine's
+// RegisterProtocol hook (the HTTP/1.1 engine has no such hook: it owns
+// sockets), so the in-memory rows measure the gateway's own work.
+func memHook(gw *Gateway, rt http.RoundTripper) {
+	gw.transport.RegisterProtocol("http", rt)
+	for _, p := range gw.state.Load().pools {
+		p.fast = nil
+	}
 }
 
 // bufPool is the httputil.BufferPool a tuned ReverseProxy would use.
@@ -382,7 +398,7 @@ func BenchmarkProxyDefaults(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { gw.Close() })
-			gw.transport.RegisterProtocol("http", mem)
+			memHook(gw, mem)
 			benchHandler(b, gw, len(body))
 		})
 	}

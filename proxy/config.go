@@ -274,7 +274,20 @@ type Upstream struct {
 	// ejected, and the request is retried elsewhere. It protects even
 	// where TLS ends at a box in between. Off by default.
 	Signatures Signatures `yaml:"signatures"`
+	// Engine picks the HTTP client that carries tries to plain http://
+	// endpoints: "" or "bulwark" (default) is the gateway's own HTTP/1.1
+	// transport (proxy/http1: no goroutine per connection, strict response
+	// parsing); "net/http" is Go's http.Transport, the escape hatch.
+	// https:// endpoints, mTLS pools, protocol upgrades and unbuffered
+	// request bodies always use net/http.
+	Engine string `yaml:"engine"`
 }
+
+// The values of Upstream.Engine (the same words as a listener's engine).
+const (
+	UpstreamEngineBulwark = "bulwark"
+	UpstreamEngineNetHTTP = "net/http"
+)
 
 // Signatures configures response signature checks (see
 // resilienthttp.Signer for the upstream side).
@@ -493,6 +506,11 @@ func validateUpstream(v *validator, p string, u *Upstream) {
 	}
 	if m := u.Outlier.MaxEjectionPercent; m < 0 || m > 100 {
 		v.add(p+".outlier.max_ejection_percent", "must be a percentage between 0 and 100")
+	}
+	switch u.Engine {
+	case "", UpstreamEngineBulwark, UpstreamEngineNetHTTP:
+	default:
+		v.add(p+".engine", "unknown engine %q: use %s (default) or %s", u.Engine, UpstreamEngineBulwark, UpstreamEngineNetHTTP)
 	}
 	if u.Signatures.MaxAge < 0 {
 		v.add(p+".signatures.max_age", "must not be negative")

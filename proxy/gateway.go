@@ -44,6 +44,7 @@ import (
 
 	"github.com/bulwark-go/bulwark"
 	"github.com/bulwark-go/bulwark/pki"
+	"github.com/bulwark-go/bulwark/proxy/http1"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -107,6 +108,7 @@ type Gateway struct {
 	logger    *slog.Logger
 	metrics   *metrics
 	transport *http.Transport
+	fast      *http1.Transport // plain http:// pools' engine; falls back to transport
 
 	state atomic.Pointer[state]
 
@@ -136,6 +138,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 	}
 	g := &Gateway{opts: opts, logger: opts.logger(), metrics: newMetrics(reg)}
 	g.transport = newTransport(cfg)
+	g.fast = newFastTransport(cfg, g.transport)
 	st, err := g.build(cfg, nil)
 	if err != nil {
 		return nil, err
@@ -146,11 +149,7 @@ func New(cfg Config, opts Options) (*Gateway, error) {
 }
 
 func newTransport(cfg Config) *http.Transport {
-	connect := DefaultConnectTimeout
-	for _, r := range cfg.Routes {
-		connect = max(connect, r.Timeouts.Connect)
-	}
-	d := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	d := &net.Dialer{Timeout: connectTimeout(cfg), KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Proxy:                 nil,
 		DialContext:           d.DialContext,
@@ -163,6 +162,29 @@ func newTransport(cfg Config) *http.Transport {
 		DisableCompression:    true, // pass Accept-Encoding and bodies through untouched
 		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12},
 	}
+}
+
+// newFastTransport is the engine of plain http:// pools (docs/fastpath.md):
+// HTTP/1.1 on the try's own goroutine. What it does not carry (https,
+// upgrades, unbuffered request bodies) goes to fallback, the shared
+// net/http Transport.
+func newFastTransport(cfg Config, fallback *http.Transport) *http1.Transport {
+	return &http1.Transport{
+		ConnectTimeout:      connectTimeout(cfg),
+		MaxIdleConnsPerHost: fallback.MaxIdleConnsPerHost,
+		IdleConnTimeout:     fallback.IdleConnTimeout,
+		Fallback:            fallback,
+	}
+}
+
+// connectTimeout is the longest connect timeout of any route: the
+// transports are shared by every pool.
+func connectTimeout(cfg Config) time.Duration {
+	connect := DefaultConnectTimeout
+	for _, r := range cfg.Routes {
+		connect = max(connect, r.Timeouts.Connect)
+	}
+	return connect
 }
 
 // build compiles cfg, reusing pools of old whose settings are unchanged
@@ -199,6 +221,9 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 			}
 			p.transport = g.transport.Clone()
 			p.transport.TLSClientConfig = tc
+		}
+		if u.TLS == (pki.Files{}) && u.Engine != UpstreamEngineNetHTTP {
+			p.fast = g.fast
 		}
 		p.metrics = g.metrics.pool(p.name)
 		if err := p.start(g.opts.Resolver); err != nil {
@@ -385,7 +410,7 @@ func (g *Gateway) Shutdown(ctx context.Context) error {
 	for _, p := range g.state.Load().pools {
 		p.close()
 	}
-	g.transport.CloseIdleConnections()
+	g.fast.CloseIdleConnections() // and its fallback, g.transport
 	return errors.Join(errs...)
 }
 

@@ -55,9 +55,10 @@ type pool struct {
 	events    func(Event)
 	run       func(ctx context.Context, name string, loop func(ctx context.Context) error)
 	metrics   *poolMetrics
-	transport *http.Transport // mTLS to the endpoints; nil: the gateway's shared one
-	sigMaxAge time.Duration   // > 0: answers must carry a valid signature
-	latency   *poolLatency    // successful tries' latency: adaptive timeouts and hedge delays
+	transport *http.Transport   // mTLS to the endpoints; nil: the gateway's shared one
+	fast      http.RoundTripper // the HTTP/1.1 engine for plain http:// (nil: engine net/http, or mTLS)
+	sigMaxAge time.Duration     // > 0: answers must carry a valid signature
+	latency   *poolLatency      // successful tries' latency: adaptive timeouts and hedge delays
 
 	mu      sync.Mutex // guards static membership and closing
 	stop    context.CancelFunc
@@ -290,10 +291,15 @@ func (p *pool) close() {
 	}
 }
 
-// roundTripper is the transport tries to this pool's endpoints use.
-func (p *pool) roundTripper(shared *http.Transport) *http.Transport {
+// roundTripper is the transport tries to this pool's endpoints use: its
+// mTLS one, else the HTTP/1.1 engine (which hands https, upgrades and
+// unbuffered bodies to shared), else shared.
+func (p *pool) roundTripper(shared *http.Transport) http.RoundTripper {
 	if p.transport != nil {
 		return p.transport
+	}
+	if p.fast != nil {
+		return p.fast
 	}
 	return shared
 }

@@ -40,7 +40,7 @@ func benchVoting(b *testing.B, v Vote) {
 	}
 	b.Run("inmem", func(b *testing.B) {
 		gw := gateway(b)
-		gw.transport.RegisterProtocol("http", &memUpstream{body: body, digest: []string{digest}, clen: []string{strconv.Itoa(len(body))}})
+		memHook(gw, &memUpstream{body: body, digest: []string{digest}, clen: []string{strconv.Itoa(len(body))}})
 		benchHandler(b, gw, len(body))
 	})
 	b.Run("loopback", func(b *testing.B) {

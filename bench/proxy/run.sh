@@ -31,6 +31,9 @@
 #                   adaptive timeouts, hedging, the Gradient2 limit);
 #                   bulwark-plain = `bulwark proxy --hedge off --limit off`
 #                   (what the defaults cost: compare with bulwark-p2c);
+#                   bulwark-nethttp = `bulwark proxy --engine net/http`
+#                   (the defaults with net/http's Transport upstream instead
+#                   of proxy/http1's: the upstream engine's A/B);
 #                   bulwark-vote3 = bulwark with vote: {f: 1} (each read
 #                   goes to all three backends; not in the default set)
 #   OUT=bench/proxy/results/run-<UTC stamp>   where raw results go
@@ -50,7 +53,7 @@ CONNS=${CONNS:-64}
 BACKEND=${BACKEND:-tiny}
 TARGETS=${TARGETS:-"direct nginx haproxy bulwark bulwark-p2c"}
 BACKEND_PORTS=(9001 9002 9003)
-declare -A PORT=([direct]=9001 [nginx]=8081 [haproxy]=8082 [bulwark]=8083 [bulwark-p2c]=8084 [bulwark-plain]=8085 [bulwark-vote3]=8086)
+declare -A PORT=([direct]=9001 [nginx]=8081 [haproxy]=8082 [bulwark]=8083 [bulwark-p2c]=8084 [bulwark-plain]=8085 [bulwark-vote3]=8086 [bulwark-nethttp]=8087)
 
 die() { echo "run.sh: $*" >&2; exit 1; }
 
@@ -221,6 +224,7 @@ for t in $TARGETS; do
 	bulwark-p2c) GOMAXPROCS=1 start bulwark-p2c "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-p2c]}" "${to_flags[@]}" ;;
 	bulwark-vote3) GOMAXPROCS=1 start bulwark-vote3 "$OUT/bulwark" run -c "$OUT/conf/bulwark-vote3.yaml" --watch 0 ;;
 	bulwark-plain) GOMAXPROCS=1 start bulwark-plain "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-plain]}" --hedge off --limit off "${to_flags[@]}" ;;
+	bulwark-nethttp) GOMAXPROCS=1 start bulwark-nethttp "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-nethttp]}" --engine net/http "${to_flags[@]}" ;;
 	*) die "unknown target $t" ;;
 	esac
 done
@@ -259,6 +263,7 @@ proxy_pids() {
 	bulwark-p2c) echo "$PID_bulwark_p2c" ;;
 	bulwark-vote3) echo "$PID_bulwark_vote3" ;;
 	bulwark-plain) echo "$PID_bulwark_plain" ;;
+	bulwark-nethttp) echo "$PID_bulwark_nethttp" ;;
 	esac
 }
 

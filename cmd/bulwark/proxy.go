@@ -35,6 +35,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	perTry := fs.Duration("per-try-timeout", 0, "ceiling of one try; below it the timeout adapts to the pool's latency (default 5s)")
 	hedge := fs.String("hedge", "", `hedge delay: the pool's p99 (default), "off", a duration such as 50ms, or a quantile such as p95`)
 	limit := fs.String("limit", "", `concurrency limit: adaptive Gradient2 (default), "off", "gradient2", "vegas" or "aimd"`)
+	engine := fs.String("engine", "", `HTTP client to plain http:// endpoints: "bulwark" (default, the gateway's own HTTP/1.1 transport) or "net/http"`)
 	verbose := fs.Bool("v", false, "log each reload, ejection and failed try")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -45,7 +46,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg := proxy.Config{
 		Listeners: []proxy.Listener{{Name: "proxy", Address: *listen}},
 		Routes:    []proxy.Route{{Name: "default", Upstream: "default", Timeouts: proxy.Timeouts{PerTry: *perTry}, Hedge: proxy.Hedge{Delay: *hedge}, Limit: proxy.Limit{Algorithm: *limit}}},
-		Upstreams: []proxy.Upstream{{Name: "default", Health: proxy.HealthCheck{Path: *health}}},
+		Upstreams: []proxy.Upstream{{Name: "default", Health: proxy.HealthCheck{Path: *health}, Engine: *engine}},
 	}
 	for _, u := range to {
 		cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, proxy.Endpoint{URL: u})
