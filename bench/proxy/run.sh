@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Gateway throughput benchmark: Bulwark against HAProxy and nginx.
 #
-# Three identical Go backends (GOMAXPROCS=1 each; GET /read = 100 bytes
+# Three identical Go backends (GOMAXPROCS=1 each; GET /read = SIZE bytes, 100 by default
 # with a Content-Digest) sit behind each proxy, every proxy does
-# round robin with keep-alive to the backends on one core, and
-# `wrk -t1 -c64 --latency` measures req/s, p50 and p99 through each, plus
+# round robin with keep-alive to the backends on CORES cores (one by default), and
+# `wrk -tCORES -c64 --latency` measures req/s, p50 and p99 through each, plus
 # wrk straight to one backend (the ceiling). Targets are interleaved within
 # each round (the start rotates), so a noisy neighbour hurts all of them.
 #
@@ -37,6 +37,11 @@
 #                   bulwark-vote3 = bulwark with vote: {f: 1} (each read
 #                   goes to all three backends; not in the default set)
 #   OUT=bench/proxy/results/run-<UTC stamp>   where raw results go
+#   SIZE=100        body bytes of GET /read (tiny backend only): 4096 and
+#                   65536 are the issue's larger bodies
+#   CORES=1         cores each proxy may use: nginx worker_processes,
+#                   HAProxy nbthread and Bulwark's GOMAXPROCS (wrk gets as
+#                   many threads); the backends keep one each
 #   SKIP_INSTALL=1  do not apt-get install missing tools
 #
 # Output: a markdown table of medians on stdout and in $OUT/summary.md;
@@ -51,6 +56,8 @@ DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-2s}
 CONNS=${CONNS:-64}
 BACKEND=${BACKEND:-tiny}
+SIZE=${SIZE:-100}
+CORES=${CORES:-1}
 TARGETS=${TARGETS:-"direct nginx haproxy bulwark bulwark-p2c"}
 BACKEND_PORTS=(9001 9002 9003)
 declare -A PORT=([direct]=9001 [nginx]=8081 [haproxy]=8082 [bulwark]=8083 [bulwark-p2c]=8084 [bulwark-plain]=8085 [bulwark-vote3]=8086 [bulwark-nethttp]=8087)
@@ -81,7 +88,7 @@ if [[ "${1:-}" != "--inside" ]]; then
 	echo "building bulwark ..."
 	(cd "$ROOT" && go build -o "$OUT/bulwark" ./cmd/bulwark)
 	(cd "$ROOT/bench" && go build -o "$OUT/backend" ./proxy/backend)
-	export OUT ROUNDS DURATION WARMUP CONNS TARGETS BACKEND
+	export OUT ROUNDS DURATION WARMUP CONNS TARGETS BACKEND SIZE CORES
 	exec unshare -n bash "${BASH_SOURCE[0]}" --inside
 fi
 
@@ -129,13 +136,13 @@ start() { # start NAME CMD...: runs CMD in the background, logging to logs/NAME.
 	echo "wrk: $(wrk -v 2>&1 | head -1)"
 	echo "go: $(go version 2>/dev/null || /usr/local/go/bin/go version)"
 	echo "bulwark: $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown) (working tree as built)"
-	echo "settings: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS BACKEND=$BACKEND TARGETS=$TARGETS"
+	echo "settings: ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNS=$CONNS BACKEND=$BACKEND SIZE=$SIZE CORES=$CORES TARGETS=$TARGETS"
 } | tee "$OUT/env.txt"
 
 for i in "${!BACKEND_PORTS[@]}"; do
 	addr=127.0.0.1:${BACKEND_PORTS[$i]}
 	case $BACKEND in
-	tiny) GOMAXPROCS=1 start "backend$((i + 1))" "$OUT/backend" -listen "$addr" ;;
+	tiny) GOMAXPROCS=1 start "backend$((i + 1))" "$OUT/backend" -listen "$addr" -size "$SIZE" ;;
 	demo) GOMAXPROCS=1 start "backend$((i + 1))" "$OUT/bulwark" demo --listen "$addr" --id "b$((i + 1))" ;;
 	*) die "BACKEND must be tiny or demo" ;;
 	esac
@@ -152,7 +159,7 @@ done
 
 mkdir -p "$OUT/nginx-tmp"
 cat >"$OUT/conf/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $CORES;
 daemon off;
 pid $OUT/nginx.pid;
 error_log $OUT/logs/nginx-error.log warn;
@@ -182,7 +189,7 @@ EOF
 
 cat >"$OUT/conf/haproxy.cfg" <<EOF
 global
-  nbthread 1
+  nbthread $CORES
   maxconn 4096
 defaults
   mode http
@@ -220,11 +227,11 @@ for t in $TARGETS; do
 	direct) ;;
 	nginx) start nginx nginx -c "$OUT/conf/nginx.conf" ;;
 	haproxy) start haproxy haproxy -db -f "$OUT/conf/haproxy.cfg" ;;
-	bulwark) GOMAXPROCS=1 start bulwark "$OUT/bulwark" run -c "$OUT/conf/bulwark.yaml" --watch 0 ;;
-	bulwark-p2c) GOMAXPROCS=1 start bulwark-p2c "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-p2c]}" "${to_flags[@]}" ;;
-	bulwark-vote3) GOMAXPROCS=1 start bulwark-vote3 "$OUT/bulwark" run -c "$OUT/conf/bulwark-vote3.yaml" --watch 0 ;;
-	bulwark-plain) GOMAXPROCS=1 start bulwark-plain "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-plain]}" --hedge off --limit off "${to_flags[@]}" ;;
-	bulwark-nethttp) GOMAXPROCS=1 start bulwark-nethttp "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-nethttp]}" --engine net/http "${to_flags[@]}" ;;
+	bulwark) GOMAXPROCS=$CORES start bulwark "$OUT/bulwark" run -c "$OUT/conf/bulwark.yaml" --watch 0 ;;
+	bulwark-p2c) GOMAXPROCS=$CORES start bulwark-p2c "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-p2c]}" "${to_flags[@]}" ;;
+	bulwark-vote3) GOMAXPROCS=$CORES start bulwark-vote3 "$OUT/bulwark" run -c "$OUT/conf/bulwark-vote3.yaml" --watch 0 ;;
+	bulwark-plain) GOMAXPROCS=$CORES start bulwark-plain "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-plain]}" --hedge off --limit off "${to_flags[@]}" ;;
+	bulwark-nethttp) GOMAXPROCS=$CORES start bulwark-nethttp "$OUT/bulwark" proxy --listen "127.0.0.1:${PORT[bulwark-nethttp]}" --engine net/http "${to_flags[@]}" ;;
 	*) die "unknown target $t" ;;
 	esac
 done
@@ -275,13 +282,13 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	for ((k = 0; k < n; k++)); do
 		t=${order[$(((k + r - 1) % n))]}
 		url="http://127.0.0.1:${PORT[$t]}/read"
-		wrk -t1 -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
+		wrk -t"$CORES" -c"$CONNS" -d"$WARMUP" "$url" >/dev/null
 		load1=$(cut -d' ' -f1 /proc/loadavg)
 		backends="${PIDS[*]:0:3}" proxy=$(proxy_pids "$t")
 		# shellcheck disable=SC2086
 		b0=$(busy_ticks) o0=$(proc_ticks $backends $proxy) x0=$(proc_ticks $proxy) y0=$(sys_ticks $proxy) s0=$(date +%s.%N)
 		TIMEFORMAT='%U %S'
-		{ time wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$url" >"$OUT/wrk-r$r-$t.txt"; } 2>"$OUT/wrk-r$r-$t.time"
+		{ time wrk -t"$CORES" -c"$CONNS" -d"$DURATION" --latency "$url" >"$OUT/wrk-r$r-$t.txt"; } 2>"$OUT/wrk-r$r-$t.time"
 		# shellcheck disable=SC2086
 		b1=$(busy_ticks) o1=$(proc_ticks $backends $proxy) x1=$(proc_ticks $proxy) y1=$(sys_ticks $proxy) s1=$(date +%s.%N)
 		f=$OUT/wrk-r$r-$t.txt
@@ -320,7 +327,7 @@ col() { awk -F, -v t="$1" -v c="$2" '$2 == t { print $c }' "$OUT/rows.csv"; }
 			"$us" "$cores" "$(col "$t" 9 | median)"
 	done
 	echo
-	echo "$ROUNDS rounds × wrk -t1 -c$CONNS -d$DURATION --latency; medians over rounds; raw results in $OUT."
+	echo "$ROUNDS rounds × wrk -t$CORES -c$CONNS -d$DURATION --latency, $SIZE-byte bodies, $CORES core(s) per proxy; medians over rounds; raw results in $OUT."
 	echo "proxy CPU = user+system time of the proxy's processes during the run; foreign = host CPU busy"
 	echo "minus wrk, the backends and the proxy (other tenants), in cores."
 } | tee "$OUT/summary.md"
