@@ -74,12 +74,21 @@ type counts struct {
 	syncOK, syncFail, wrongBody atomic.Int64
 	asyncRefused                atomic.Int64
 	mu                          sync.Mutex
-	accepted                    []string
+	accepted                    []accepted
+}
+
+// accepted is one async write a gateway answered 202 to: when (from the
+// start), which gateway, after how many tries, and the message id it
+// returned, so that a lost write's journey can be traced.
+type accepted struct {
+	key, gateway, id string
+	at               time.Duration
+	tries            int
 }
 
 // client sends reads and writes to the gateways, failing over between
 // them, until ctx ends.
-func client(ctx context.Context, id int, s *stack, rng *rand.Rand, c *counts, hc *http.Client) {
+func client(ctx context.Context, id int, s *stack, rng *rand.Rand, c *counts, hc *http.Client, t0 time.Time) {
 	n := 0
 	for ctx.Err() == nil {
 		n++
@@ -103,18 +112,19 @@ func client(ctx context.Context, id int, s *stack, rng *rand.Rand, c *counts, hc
 			}
 		} else {
 			key := fmt.Sprintf("c%d-%d", id, n)
-			accepted := false
+			var acc *accepted
 			// A client retries a write on the other gateway with the same
 			// key: the response may have been lost after it was stored.
-			for _, u := range []string{gw, other(s.gwURLs, gw)} {
-				if write(ctx, hc, u, key) {
-					accepted = true
+			for i, u := range []string{gw, other(s.gwURLs, gw)} {
+				start := time.Since(t0)
+				if ok, msgID := write(ctx, hc, u, key); ok {
+					acc = &accepted{key: key, gateway: s.gwName(u), id: msgID, at: start, tries: i + 1}
 					break
 				}
 			}
-			if accepted {
+			if acc != nil {
 				c.mu.Lock()
-				c.accepted = append(c.accepted, key)
+				c.accepted = append(c.accepted, *acc)
 				c.mu.Unlock()
 			} else if ctx.Err() == nil {
 				c.asyncRefused.Add(1)
@@ -162,22 +172,32 @@ func read(ctx context.Context, hc *http.Client, gw string, size int) readResult 
 	return readOK
 }
 
-// write posts an async write; true when the gateway accepted it (202).
-func write(ctx context.Context, hc *http.Client, gw, key string) bool {
+// write posts an async write; true when the gateway accepted it (202),
+// with the message id it answered.
+func write(ctx context.Context, hc *http.Client, gw, key string) (bool, string) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gw+"/write", strings.NewReader("payload "+key))
 	req.Header.Set("Idempotency-Key", key)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return false
+		return false, ""
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusAccepted
+	defer resp.Body.Close()
+	var body struct {
+		ID string `json:"id"`
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		io.Copy(io.Discard, resp.Body)
+		return false, ""
+	}
+	json.NewDecoder(resp.Body).Decode(&body)
+	return true, body.ID
 }
 
 // fault is one injected fault and how long its victim took to recover.
 type fault struct {
-	At         string  `json:"at"` // offset from the start
+	At         string  `json:"at"`     // offset from the start
+	AtMS       int64   `json:"at_ms"`  // the same, in ms
+	EndMS      int64   `json:"end_ms"` // offset at which the victim was healthy again (or gave up)
 	Kind       string  `json:"kind"`
 	Victim     string  `json:"victim"`
 	Action     string  `json:"action"`
@@ -225,7 +245,7 @@ func schedule(ctx context.Context, s *stack, rng *rand.Rand, hc *http.Client, t0
 		hold := time.Duration(500+rng.IntN(2500)) * time.Millisecond
 		at := time.Since(t0)
 		wg.Go(func() {
-			f := fault{At: at.Round(time.Millisecond).String(), Kind: kind, Victim: victim.name, Action: action, HeldMS: hold.Milliseconds()}
+			f := fault{At: at.Round(time.Millisecond).String(), AtMS: at.Milliseconds(), Kind: kind, Victim: victim.name, Action: action, HeldMS: hold.Milliseconds()}
 			switch action {
 			case "sigkill":
 				victim.kill()
@@ -242,6 +262,7 @@ func schedule(ctx context.Context, s *stack, rng *rand.Rand, hc *http.Client, t0
 			}
 			d, ok := victim.waitHealthy(hc, 60*time.Second)
 			f.RecoveryMS, f.Recovered = d.Milliseconds(), ok
+			f.EndMS = time.Since(t0).Milliseconds()
 			mu.Lock()
 			faults = append(faults, f)
 			busy[g] = false
@@ -268,6 +289,25 @@ type Report struct {
 	RecoveryMaxMS    map[string]int `json:"recovery_max_ms"`
 	SettleMS         int64          `json:"settle_ms"`
 	LostKeys         []string       `json:"lost_keys,omitempty"`
+	// Lost traces each lost write: when and where it was accepted, the
+	// faults around it, and where the JetStream cluster has it at the end.
+	LostDetail []lostWrite `json:"lost_detail,omitempty"`
+	JetStream  *jsState    `json:"jetstream_at_end,omitempty"`
+	LoadAvg    []string    `json:"load_average,omitempty"` // at the start and the end (/proc/loadavg)
+}
+
+// lostWrite is the journey of one accepted write the backend never saw.
+type lostWrite struct {
+	Key          string   `json:"key"`
+	ID           string   `json:"id"`
+	AcceptedAtMS int64    `json:"accepted_at_ms"`
+	Gateway      string   `json:"gateway"`
+	Tries        int      `json:"tries"`
+	FaultsNear   []string `json:"faults_within_5s"`
+	InWork       bool     `json:"in_work_stream"`
+	WorkSeq      uint64   `json:"work_seq,omitempty"`
+	InDead       bool     `json:"in_dead_letters"`
+	Status       string   `json:"status_record"` // the delivery status bucket's value, or why none
 }
 
 func run(bin string, duration time.Duration, seed uint64, out string, nclients int, settle time.Duration) error {
@@ -281,6 +321,7 @@ func run(bin string, duration time.Duration, seed uint64, out string, nclients i
 		return err
 	}
 	snk := &sink{seen: map[string]int{}}
+	load0 := loadAvg()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -315,7 +356,7 @@ func run(bin string, duration time.Duration, seed uint64, out string, nclients i
 	var wg sync.WaitGroup
 	for i := range nclients {
 		rng := rand.New(rand.NewPCG(seed, uint64(i)+1))
-		wg.Go(func() { client(ctx, i, s, rng, &c, hc) })
+		wg.Go(func() { client(ctx, i, s, rng, &c, hc, t0) })
 	}
 	faults := schedule(ctx, s, rand.New(rand.NewPCG(seed, 0)), hc, t0)
 	wg.Wait()
@@ -323,12 +364,14 @@ func run(bin string, duration time.Duration, seed uint64, out string, nclients i
 	// Every accepted write must arrive once the stack is whole again.
 	settled := time.Now()
 	var lost []string
+	var lostAcc []accepted
 	for {
-		lost = lost[:0]
+		lost, lostAcc = lost[:0], lostAcc[:0]
 		snk.mu.Lock()
-		for _, k := range c.accepted {
-			if snk.seen[k] == 0 {
-				lost = append(lost, k)
+		for _, a := range c.accepted {
+			if snk.seen[a.key] == 0 {
+				lost = append(lost, a.key)
+				lostAcc = append(lostAcc, a)
 			}
 		}
 		snk.mu.Unlock()
@@ -340,9 +383,20 @@ func run(bin string, duration time.Duration, seed uint64, out string, nclients i
 	r := Report{Seed: seed, Duration: duration.String(), Accepted: len(c.accepted), Lost: len(lost), LostKeys: lost,
 		AsyncRefused: c.asyncRefused.Load(), SyncOK: c.syncOK.Load(), SyncFailed: c.syncFail.Load(),
 		WrongBodies: c.wrongBody.Load(), Faults: faults, SettleMS: time.Since(settled).Milliseconds()}
+	// Where the cluster has the lost writes (and what it still holds).
+	ids := map[string]string{}
+	for _, a := range lostAcc {
+		ids[a.key] = a.id
+	}
+	js, where := inspectJetStream(s, ids)
+	r.JetStream = js
+	for _, a := range lostAcc {
+		r.LostDetail = append(r.LostDetail, trace(a, faults, where))
+	}
+	r.LoadAvg = []string{load0, loadAvg()}
 	snk.mu.Lock()
-	for _, k := range c.accepted {
-		if snk.seen[k] == 1 {
+	for _, a := range c.accepted {
+		if snk.seen[a.key] == 1 {
 			r.DeliveredOnce++
 		}
 	}
@@ -366,9 +420,40 @@ func run(bin string, duration time.Duration, seed uint64, out string, nclients i
 	fmt.Printf("%s\n", b)
 	fmt.Fprintf(os.Stderr, "soak: report in %s\n", filepath.Join(out, "report.html"))
 	if r.Lost > 0 || r.WrongBodies > 0 {
+		for _, l := range r.LostDetail {
+			fmt.Fprintf(os.Stderr, "soak: lost %s (id %s) accepted at %v by %s (try %d); in work stream %v, in dead letters %v, status %s; faults within 5 s: %v\n",
+				l.Key, l.ID, time.Duration(l.AcceptedAtMS)*time.Millisecond, l.Gateway, l.Tries, l.InWork, l.InDead, l.Status, l.FaultsNear)
+		}
 		return fmt.Errorf("%d accepted writes lost, %d wrong bodies (seed %d)", r.Lost, r.WrongBodies, seed)
 	}
 	return nil
+}
+
+// trace describes a lost write's journey.
+func trace(a accepted, faults []fault, where map[string]jsWhere) lostWrite {
+	l := lostWrite{Key: a.key, ID: a.id, AcceptedAtMS: a.at.Milliseconds(), Gateway: a.gateway, Tries: a.tries}
+	for _, f := range faults {
+		if f.AtMS <= l.AcceptedAtMS+5000 && f.EndMS >= l.AcceptedAtMS-5000 {
+			l.FaultsNear = append(l.FaultsNear, fmt.Sprintf("%s %s %s at %dms held %dms healthy at %dms",
+				f.Kind, f.Victim, f.Action, f.AtMS, f.HeldMS, f.EndMS))
+		}
+	}
+	w := where[a.key]
+	l.InWork, l.WorkSeq, l.InDead, l.Status = w.workSeq > 0, w.workSeq, w.dead, w.status
+	return l
+}
+
+// loadAvg is /proc/loadavg's first three fields.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func recoveryStats(fs []fault) (p50, maxv map[string]int) {
