@@ -56,6 +56,10 @@ func (s *Service) startWorkers(ctx context.Context) error {
 			return err
 		}
 	}
+	s.cons = cons
+	for _, sp := range specs {
+		s.consSubj = append(s.consSubj, sp.subject)
+	}
 	for i, c := range cons {
 		// Ordered partitions pull one message at a time (orderedLoop); the
 		// unordered consumer streams batches.
@@ -245,6 +249,7 @@ func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak() // closing: hand it back at once
 		return
 	}
+	release = sync.OnceFunc(release) // released before the removal below
 	defer release()
 	if attempt == 1 {
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivering})
@@ -261,7 +266,9 @@ func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
 	}
 
 	if !retryable(code, ferr) {
+		release()
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivered, Attempts: attempt, Status: code})
+		s.remove(ctx, meta.Sequence.Stream, m.ID)
 		if err := msg.Ack(); err != nil {
 			s.log.Warn("delivery: ack", "id", m.ID, "err", err)
 		}
@@ -311,11 +318,46 @@ func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetst
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: id, State: bulwark.DeliveryDead, Attempts: attempt,
 			Status: code, LastError: lastErr})
 	}
+	s.remove(ctx, meta.Sequence.Stream, id)
 	if err := msg.TermWithReason("max attempts"); err != nil {
 		s.log.Warn("delivery: term", "id", id, "err", err)
 	}
 	s.stats.deadLettered.Add(1)
 	s.log.Info("delivery: dead-lettered", "id", id, "attempts", attempt, "last_error", lastErr)
+}
+
+// removeTimeout bounds the retries of a settled message's removal from the
+// work stream (its leader may be being elected).
+const removeTimeout = 30 * time.Second
+
+// remove deletes a settled (delivered or dead-lettered) message from the
+// work stream, before its acknowledgement: that deletion, not the ack, is
+// what takes it out of the backlog (the stream has Limits retention). A
+// crash between the two leaves the message pending but gone, and the
+// server drops it from the consumer when it would redeliver it. If the
+// stream stays without a leader for removeTimeout, the delivered message
+// is left in the stream, acknowledged (it is not delivered again), and
+// counts towards the backlog: it is logged.
+func (s *Service) remove(ctx context.Context, seq uint64, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+	defer cancel()
+	err := s.retry(ctx, "remove settled message", func(ctx context.Context) error {
+		err := s.work.DeleteMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) || isNoMessage(err) {
+			return nil // removed already (a concurrent redelivery settled it)
+		}
+		return err
+	})
+	if err != nil {
+		s.log.Warn("delivery: settled message left in the work stream", "id", id, "seq", seq, "err", err)
+	}
+}
+
+// isNoMessage reports whether a message delete failed because the message
+// is not (or no longer) stored.
+func isNoMessage(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeMessageNotFound || strings.Contains(strings.ToLower(api.Description), "no message found"))
 }
 
 // headerSafe makes s a single header line of bounded length.

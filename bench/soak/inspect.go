@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bulwark-go/bulwark"
 )
 
 // jsState is what the JetStream cluster holds once the soak has settled:
@@ -103,7 +106,7 @@ func inspectJetStream(s *stack, ids map[string]string) (*jsState, map[string]jsW
 				break
 			}
 			seq = m.Sequence
-			key := m.Header.Get("Idempotency-Key")
+			key := storedKey(m.Header)
 			if len(*keys) < 50 {
 				*keys = append(*keys, key)
 			}
@@ -152,4 +155,14 @@ func inspectJetStream(s *stack, ids map[string]string) (*jsState, map[string]jsW
 		where[key] = w
 	}
 	return st, where
+}
+
+// storedKey is the Idempotency-Key of a message delivery stored: its
+// fields are one JSON header (delivery/codec.go), the body the payload.
+func storedKey(h nats.Header) string {
+	var m bulwark.Message
+	if err := json.Unmarshal([]byte(h.Get("Bulwark-Message")), &m); err != nil {
+		return "undecodable: " + err.Error()
+	}
+	return m.IdempotencyKey
 }
