@@ -28,7 +28,9 @@
 //     and its first message is the oldest undelivered one, both read from one
 //     stream-info call, and a restart resumes from what is left. (A crash
 //     between the delete and the ack leaves a pending message that is gone;
-//     the server drops it when it would redeliver it.) WorkQueue retention,
+//     the server drops it when it would redeliver it; a delete the stream
+//     cannot take for 30 s is not acknowledged either, so the message is
+//     delivered again.) WorkQueue retention,
 //     used before, lets the server delete messages on its own reading of the
 //     consumers' state, and a clustered stream's leader reads its local
 //     replica of each consumer: a replica that is behind after SIGKILLs

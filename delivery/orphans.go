@@ -24,8 +24,7 @@ const orphanBatch = 1000
 // consumer will never hand out again but that was never settled: the
 // consumer's state lost it (its pending record dropped across a consumer
 // leader change after SIGKILLs — the state a WorkQueue stream would have
-// deleted the message on), or a delivered message's removal failed for
-// removeTimeout and it was acknowledged anyway. Either way it is published
+// deleted the message on). It is published
 // again (a new stream sequence, pending for the consumer) and the old copy
 // deleted: at worst a second delivery, which the Idempotency-Key lets the
 // backend absorb, never a loss. The consumer's floor is read from its
@@ -81,7 +80,7 @@ func (s *Service) redrive(ctx context.Context, raw *jetstream.RawStreamMsg, cons
 		s.log.Warn("delivery: re-enqueue failed, retrying on the next pass", "id", id, "seq", raw.Sequence, "err", err)
 		return false
 	}
-	if err := s.work.DeleteMsg(ctx, raw.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !isNoMessage(err) {
+	if err := deleteError(s.work.DeleteMsg(ctx, raw.Sequence)); err != nil {
 		s.log.Warn("delivery: old copy of a re-enqueued message not deleted", "id", id, "seq", raw.Sequence, "err", err)
 		return false
 	}

@@ -2,6 +2,7 @@ package delivery
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -141,4 +142,29 @@ func TestWorkQueueStreamKept(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "delivery through the old stream", func() bool { return b.has("old") })
 	waitFor(t, 10*time.Second, "empty backlog", func() bool { return s.Snapshot().Queued == 0 })
+}
+
+func TestDeleteError(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		err           error
+		gone, retried bool
+	}{
+		{"deleted", nil, true, false},
+		{"not found", jetstream.ErrMsgNotFound, true, false},
+		{"not found text", fmt.Errorf("%w: %s", jetstream.ErrMsgDeleteUnsuccessful, "nats: API error: code=404 err_code=10037 description=no message found"), true, false},
+		{"no leader", fmt.Errorf("%w: %s", jetstream.ErrMsgDeleteUnsuccessful, "nats: API error: code=503 err_code=10008 description=JetStream system temporarily unavailable"), false, true},
+		{"timeout", context.DeadlineExceeded, false, true},
+		{"refused", fmt.Errorf("%w: %s", jetstream.ErrMsgDeleteUnsuccessful, "nats: API error: code=400 err_code=10000 description=bad request"), false, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := deleteError(tc.err)
+			if (err == nil) != tc.gone {
+				t.Fatalf("deleteError(%v) = %v, want gone=%v", tc.err, err, tc.gone)
+			}
+			if err != nil && transient(err) != tc.retried {
+				t.Errorf("transient(%v) = %v, want %v", err, transient(err), tc.retried)
+			}
+		})
+	}
 }

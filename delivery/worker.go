@@ -268,7 +268,13 @@ func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
 	if !retryable(code, ferr) {
 		release()
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivered, Attempts: attempt, Status: code})
-		s.remove(ctx, meta.Sequence.Stream, m.ID)
+		if !s.remove(ctx, meta.Sequence.Stream, m.ID) {
+			// Delivered but still stored: deliver it again later (the
+			// backend deduplicates on the key) rather than acknowledge a
+			// message the stream would then keep for ever.
+			_ = msg.NakWithDelay(s.cfg.backoff(attempt))
+			return
+		}
 		if err := msg.Ack(); err != nil {
 			s.log.Warn("delivery: ack", "id", m.ID, "err", err)
 		}
@@ -318,7 +324,10 @@ func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetst
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: id, State: bulwark.DeliveryDead, Attempts: attempt,
 			Status: code, LastError: lastErr})
 	}
-	s.remove(ctx, meta.Sequence.Stream, id)
+	if !s.remove(ctx, meta.Sequence.Stream, id) {
+		_ = msg.NakWithDelay(s.cfg.backoff(attempt)) // dead-lettered again later (deduplicated)
+		return
+	}
 	if err := msg.TermWithReason("max attempts"); err != nil {
 		s.log.Warn("delivery: term", "id", id, "err", err)
 	}
@@ -334,31 +343,45 @@ const removeTimeout = 30 * time.Second
 // work stream, before its acknowledgement: that deletion, not the ack, is
 // what takes it out of the backlog (the stream has Limits retention). A
 // crash between the two leaves the message pending but gone, and the
-// server drops it from the consumer when it would redeliver it. If the
-// stream stays without a leader for removeTimeout, the delivered message
-// is left in the stream, acknowledged (it is not delivered again), and
-// counts towards the backlog: it is logged.
-func (s *Service) remove(ctx context.Context, seq uint64, id string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), removeTimeout)
+// server drops it from the consumer when it would redeliver it. It retries
+// while the stream has no leader, for up to removeTimeout or until ctx
+// (the workers' context, cancelled by Close after DrainTimeout) ends, and
+// reports whether the message is gone.
+func (s *Service) remove(ctx context.Context, seq uint64, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, removeTimeout)
 	defer cancel()
 	err := s.retry(ctx, "remove settled message", func(ctx context.Context) error {
-		err := s.work.DeleteMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) || isNoMessage(err) {
-			return nil // removed already (a concurrent redelivery settled it)
-		}
-		return err
+		return deleteError(s.work.DeleteMsg(ctx, seq))
 	})
 	if err != nil {
-		s.log.Warn("delivery: settled message left in the work stream", "id", id, "seq", seq, "err", err)
+		s.log.Warn("delivery: settled message not removed from the work stream; it will be delivered again", "id", id, "seq", seq, "err", err)
+		return false
 	}
+	return true
 }
 
-// isNoMessage reports whether a message delete failed because the message
-// is not (or no longer) stored.
-func isNoMessage(err error) bool {
-	var api *jetstream.APIError
-	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeMessageNotFound || strings.Contains(strings.ToLower(api.Description), "no message found"))
+// deleteError classifies a work-stream delete's error: nil when the
+// message is gone already (a concurrent redelivery settled it), retryable
+// when the stream's leader could not answer. nats.go reports a refused
+// delete as ErrMsgDeleteUnsuccessful with the server's error as text only
+// (no *APIError to inspect), hence the text matching.
+func deleteError(err error) error {
+	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	text := strings.ToLower(err.Error())
+	if strings.Contains(text, "err_code=10037") || strings.Contains(text, "message not found") || strings.Contains(text, "no message found") {
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(text, "code=5") {
+		return fmt.Errorf("%w (%w)", err, errLeaderUnavailable)
+	}
+	return err
 }
+
+// errLeaderUnavailable marks a JetStream answer that a retry may fix (the
+// server's 5xx, reported as text).
+var errLeaderUnavailable = errors.New("stream leader unavailable")
 
 // headerSafe makes s a single header line of bounded length.
 func headerSafe(s string) string {
