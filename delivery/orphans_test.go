@@ -153,6 +153,7 @@ func TestDeleteError(t *testing.T) {
 		{"deleted", nil, true, false},
 		{"not found", jetstream.ErrMsgNotFound, true, false},
 		{"not found text", fmt.Errorf("%w: %s", jetstream.ErrMsgDeleteUnsuccessful, "nats: API error: code=404 err_code=10037 description=no message found"), true, false},
+		{"sequence gone", fmt.Errorf("%w: %s", jetstream.ErrMsgDeleteUnsuccessful, "nats: API error: code=400 err_code=10043 description=sequence 3877 not found"), true, false},
 		{"no leader", fmt.Errorf("%w: %s", jetstream.ErrMsgDeleteUnsuccessful, "nats: API error: code=503 err_code=10008 description=JetStream system temporarily unavailable"), false, true},
 		{"timeout", context.DeadlineExceeded, false, true},
 		{"refused", fmt.Errorf("%w: %s", jetstream.ErrMsgDeleteUnsuccessful, "nats: API error: code=400 err_code=10000 description=bad request"), false, false},

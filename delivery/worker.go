@@ -370,7 +370,9 @@ func deleteError(err error) error {
 		return nil
 	}
 	text := strings.ToLower(err.Error())
-	if strings.Contains(text, "err_code=10037") || strings.Contains(text, "message not found") || strings.Contains(text, "no message found") {
+	// 10037 "no message found", 10043 "sequence N not found": an earlier
+	// try whose answer was lost, or a concurrent delivery, removed it.
+	if strings.Contains(text, "err_code=10037") || strings.Contains(text, "err_code=10043") || strings.Contains(text, "not found") {
 		return nil
 	}
 	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(text, "code=5") {
