@@ -113,8 +113,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // registerWait is how long a starting replica keeps trying to register: a
-// registry electing a leader answers 503 for a few seconds (the soak's
-// restarted demo exited on one such answer and stayed down).
+// registry electing a leader on a loaded machine can answer 503 for longer
+// than the registry client's own 5 s retry window (the soak's restarted
+// demo exited so and stayed down).
 const registerWait = 60 * time.Second
 
 // registerRetrying registers inst, retrying with backoff for up to

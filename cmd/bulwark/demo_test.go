@@ -32,18 +32,20 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestDemoRegisterRetries: a replica starting while the registry elects a
-// leader (503) keeps trying instead of exiting — the soak's restarted demo
-// exited on one such answer and stayed down — while a refusal (403) fails
-// at once.
+// TestDemoRegisterRetries: a replica starting while the registry has no
+// leader (503) for longer than the registry client's 5 s retry window keeps
+// trying instead of exiting — the soak's restarted demo (seed 7) exited and
+// stayed down — while a refusal (403) fails at once.
 func TestDemoRegisterRetries(t *testing.T) {
 	var puts atomic.Int32
+	leaderless := time.Now().Add(8 * time.Second)
 	reg := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPut {
 			w.WriteHeader(http.StatusOK)
 			return
 		}
-		if puts.Add(1) <= 3 {
+		puts.Add(1)
+		if time.Now().Before(leaderless) {
 			http.Error(w, "registry: not the leader: no known leader to forward to", http.StatusServiceUnavailable)
 			return
 		}
@@ -68,8 +70,8 @@ func TestDemoRegisterRetries(t *testing.T) {
 		case <-time.After(20 * time.Millisecond): // polling its output
 		}
 	}
-	if n := puts.Load(); n < 4 {
-		t.Errorf("%d registration attempts, want 4 (three 503s, then success)", n)
+	if n := puts.Load(); n < 2 {
+		t.Errorf("%d registration attempts, want several (503s, then success)", n)
 	}
 	cancel()
 	<-done
