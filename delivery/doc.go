@@ -5,10 +5,11 @@
 // retrying with backoff and moving it to a dead-letter stream after
 // [Config.MaxAttempts].
 //
-//	Enqueue ─► work stream (file, WorkQueue) ─► pull consumers ─► Forwarder ─► backend
-//	   │                                              │  err/5xx/408/429: NakWithDelay(backoff)
-//	   └─► status KV (queued)                         │  after MaxAttempts: dead-letter stream, Term
-//	                                                  └► status KV (delivering / delivered / dead_lettered)
+//	Enqueue ─► work stream (file, Limits) ─► pull consumers ─► Forwarder ─► backend
+//	   │                                            │  err/5xx/408/429: NakWithDelay(backoff)
+//	   └─► status KV (queued)                       │  answered: delete, Ack
+//	                                                │  after MaxAttempts: dead-letter stream, delete, Term
+//	                                                └► status KV (delivering / delivered / dead_lettered)
 //
 // # Engine
 //
@@ -20,17 +21,29 @@
 //
 // # Streams
 //
-//   - <Name>_WORK: WorkQueue retention. A message leaves the stream once it is
-//     acknowledged (delivered, or moved to the dead-letter stream), so the
+//   - <Name>_WORK: Limits retention, no limit but MaxBacklog. A worker
+//     deletes a message once it is settled (the backend answered, or it was
+//     moved to the dead-letter stream), before acknowledging it, so the
 //     stream holds exactly the backlog: its message count is the queue length
 //     and its first message is the oldest undelivered one, both read from one
-//     stream-info call, and a restart resumes from what is left without any
-//     bookkeeping of ours. Limits retention would keep delivered messages until
-//     an age or size limit and make "what is still to do" a consumer-side
-//     question. WorkQueue's one restriction (consumers must not overlap) suits
-//     the partitioned design below. The stream's Duplicates window (default 2 min)
-//     deduplicates on the Nats-Msg-Id header, which Enqueue derives from the
-//     client's Idempotency-Key.
+//     stream-info call, and a restart resumes from what is left. (A crash
+//     between the delete and the ack leaves a pending message that is gone;
+//     the server drops it when it would redeliver it; a delete the stream
+//     cannot take for 30 s is not acknowledged either, so the message is
+//     delivered again.) WorkQueue retention,
+//     used before, lets the server delete messages on its own reading of the
+//     consumers' state, and a clustered stream's leader reads its local
+//     replica of each consumer: a replica that is behind after SIGKILLs
+//     deleted a still-pending message cluster-wide in the 10-minute soak.
+//     Here nothing but a settled delivery removes a message, and the stats
+//     loop re-enqueues (with a fresh sequence) any message still stored at or
+//     below its consumer's acknowledgement floor — one the consumer passed
+//     over without it being settled — so a consumer whose state lost a
+//     pending message costs a duplicate delivery, not the message. A work
+//     stream created with WorkQueue retention by an earlier version is kept
+//     (nats-server cannot change retention), with a warning. The stream's
+//     Duplicates window (default 2 min) deduplicates on the Nats-Msg-Id
+//     header, which Enqueue derives from the client's Idempotency-Key.
 //   - <Name>_DEAD: Limits retention; dead letters with the last error and the
 //     number of attempts in headers. [Service.Replay] moves them back.
 //   - KV bucket <Name>_STATUS: one [bulwark.DeliveryStatus] per message id,
@@ -78,7 +91,7 @@
 // consumer (1 + Partitions; an ordered partition delivers in it, asking
 // for each message with its own pull request), one goroutine per unordered
 // delivery in flight (bounded by the consumer's MaxAckPending), and a stats
-// goroutine. Close stops fetching,
+// goroutine (which also re-enqueues passed-over messages). Close stops fetching,
 // lets deliveries in flight finish for up to [Config.DrainTimeout], then
 // cancels them, and waits for every goroutine before shutting the server down.
 package delivery

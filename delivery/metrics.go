@@ -14,10 +14,10 @@ import (
 // what this Service did; backlog figures come from the streams, refreshed
 // every StatsInterval, and so cover every worker on the cluster.
 type stats struct {
-	enqueued, duplicates, delivered, retried, deadLettered, replayed atomic.Uint64
-	inFlight                                                         atomic.Int64
-	queued, deadLetters                                              atomic.Int64
-	oldest                                                           atomic.Int64 // unix nanos of the oldest stored message, 0 if none
+	enqueued, duplicates, delivered, retried, deadLettered, replayed, redriven atomic.Uint64
+	inFlight                                                                   atomic.Int64
+	queued, deadLetters                                                        atomic.Int64
+	oldest                                                                     atomic.Int64 // unix nanos of the oldest stored message, 0 if none
 }
 
 // Snapshot is a point-in-time summary for the dashboard.
@@ -38,6 +38,9 @@ type Snapshot struct {
 	Retried      uint64 `json:"retried"`
 	DeadLettered uint64 `json:"dead_lettered"`
 	Replayed     uint64 `json:"replayed"`
+	// Redriven counts the messages this Service found passed over by their
+	// consumer without being settled, and enqueued again (redriveOrphans).
+	Redriven uint64 `json:"redriven"`
 }
 
 // Snapshot returns the current figures. Backlog figures are at most
@@ -55,6 +58,7 @@ func (s *Service) Snapshot() Snapshot {
 		Retried:      st.retried.Load(),
 		DeadLettered: st.deadLettered.Load(),
 		Replayed:     st.replayed.Load(),
+		Redriven:     st.redriven.Load(),
 	}
 }
 
@@ -70,8 +74,11 @@ func (s *Service) oldestAge() time.Duration {
 func (s *Service) statsLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.StatsInterval)
 	defer t.Stop()
-	for {
+	for n := 0; ; n++ {
 		s.refreshStats(ctx)
+		if n%orphanCheckEvery == orphanCheckEvery-1 && s.stats.queued.Load() > 0 {
+			s.redriveOrphans(ctx)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -124,6 +131,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 		counter("retried_total", "Failed attempts scheduled for another try.", &st.retried),
 		counter("dead_lettered_total", "Messages moved to the dead-letter stream.", &st.deadLettered),
 		counter("replayed_total", "Dead letters re-enqueued by Replay.", &st.replayed),
+		counter("redriven_total", "Messages their consumer passed over without settling them, enqueued again.", &st.redriven),
 		gauge("queued", "Messages stored and not yet delivered or dead-lettered.", func() float64 { return float64(st.queued.Load()) }),
 		gauge("in_flight", "Forward calls running.", func() float64 { return float64(st.inFlight.Load()) }),
 		gauge("dead_letters", "Messages in the dead-letter stream.", func() float64 { return float64(st.deadLetters.Load()) }),

@@ -64,6 +64,8 @@ type Service struct {
 
 	work, dead jetstream.Stream
 	status     jetstream.KeyValue
+	cons       []jetstream.Consumer // the work stream's durable consumers
+	consSubj   []string             // their filter subjects
 
 	subjAny  string // unordered messages
 	subjPart string // ordered messages: subjPart + "." + partition
@@ -220,21 +222,41 @@ func (s *Service) startServer() error {
 // status bucket.
 func (s *Service) setupStreams(ctx context.Context) error {
 	c := &s.cfg
+	workCfg := jetstream.StreamConfig{
+		Name:        c.Name + "_WORK",
+		Description: "Bulwark asynchronous deliveries (backlog)",
+		Subjects:    []string{c.SubjectPrefix + ".work.>"},
+		// Limits, not WorkQueue: a message leaves the work stream only when
+		// a worker deletes it after the backend's answer (or after
+		// dead-lettering it). With WorkQueue (or Interest) retention the
+		// server removes messages on its own judgement of the consumers'
+		// state, and a clustered stream's leader judges from its local
+		// replica of each consumer: a replica that is behind (a member
+		// SIGKILLed twice, then elected stream leader while the consumer's
+		// leader was down) proposes the deletion of a message that is
+		// still pending — lost without any delivery (the 10-minute soak,
+		// seed 42). No limit is set: the stream is bounded by MaxMsgs.
+		Retention:  jetstream.LimitsPolicy,
+		Storage:    jetstream.FileStorage,
+		Replicas:   c.Replicas,
+		Duplicates: c.Duplicates,
+		MaxMsgs:    backlogLimit(c.MaxBacklog),
+		// DiscardNew: when full, refuse the new message (Enqueue fails,
+		// the client is told to retry) — DiscardOld would silently drop
+		// work that was already acknowledged.
+		Discard: jetstream.DiscardNew,
+	}
 	err := s.retry(ctx, "create work stream", func(ctx context.Context) (err error) {
-		s.work, err = s.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        c.Name + "_WORK",
-			Description: "Bulwark asynchronous deliveries (backlog)",
-			Subjects:    []string{c.SubjectPrefix + ".work.>"},
-			Retention:   jetstream.WorkQueuePolicy,
-			Storage:     jetstream.FileStorage,
-			Replicas:    c.Replicas,
-			Duplicates:  c.Duplicates,
-			MaxMsgs:     backlogLimit(c.MaxBacklog),
-			// DiscardNew: when full, refuse the new message (Enqueue fails,
-			// the client is told to retry) — DiscardOld would silently drop
-			// work that was already acknowledged.
-			Discard: jetstream.DiscardNew,
-		})
+		s.work, err = s.js.CreateOrUpdateStream(ctx, workCfg)
+		if isRetentionChange(err) {
+			// A work stream made by an earlier version has WorkQueue
+			// retention, which nats-server cannot change: keep using it.
+			if old, gerr := s.js.Stream(ctx, workCfg.Name); gerr == nil && old.CachedInfo().Config.Retention == jetstream.WorkQueuePolicy {
+				s.log.Warn("delivery: the work stream has WorkQueue retention from an earlier version; delete it once drained to get Limits retention, which cannot lose a pending message when the stream leader's consumer state is behind",
+					"stream", workCfg.Name)
+				s.work, err = old, nil
+			}
+		}
 		return err
 	})
 	if err != nil {
@@ -304,7 +326,7 @@ func transient(err error) bool {
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout),
 		errors.Is(err, nats.ErrNoResponders), errors.Is(err, jetstream.ErrNoStreamResponse),
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled):
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, errLeaderUnavailable):
 		return true
 	case errors.As(err, &api):
 		return api.Code >= 500
@@ -389,6 +411,13 @@ func (l serverLog) log(level slog.Level, f string, v []any) {
 	if l.l.Enabled(context.Background(), level) {
 		l.l.Log(context.Background(), level, fmt.Sprintf(f, v...))
 	}
+}
+
+// isRetentionChange reports whether a stream update was refused because it
+// changes the retention policy (nats-server answers it with a 500).
+func isRetentionChange(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && strings.Contains(api.Description, "retention policy")
 }
 
 // backlogLimit is the work stream's MaxMsgs for a MaxBacklog setting.

@@ -56,6 +56,10 @@ func (s *Service) startWorkers(ctx context.Context) error {
 			return err
 		}
 	}
+	s.cons = cons
+	for _, sp := range specs {
+		s.consSubj = append(s.consSubj, sp.subject)
+	}
 	for i, c := range cons {
 		// Ordered partitions pull one message at a time (orderedLoop); the
 		// unordered consumer streams batches.
@@ -245,6 +249,7 @@ func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak() // closing: hand it back at once
 		return
 	}
+	release = sync.OnceFunc(release) // released before the removal below
 	defer release()
 	if attempt == 1 {
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivering})
@@ -261,7 +266,15 @@ func (s *Service) deliver(ctx context.Context, msg jetstream.Msg) {
 	}
 
 	if !retryable(code, ferr) {
+		release()
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: m.ID, State: bulwark.DeliveryDelivered, Attempts: attempt, Status: code})
+		if !s.remove(ctx, meta.Sequence.Stream, m.ID) {
+			// Delivered but still stored: deliver it again later (the
+			// backend deduplicates on the key) rather than acknowledge a
+			// message the stream would then keep for ever.
+			_ = msg.NakWithDelay(s.cfg.backoff(attempt))
+			return
+		}
 		if err := msg.Ack(); err != nil {
 			s.log.Warn("delivery: ack", "id", m.ID, "err", err)
 		}
@@ -311,12 +324,66 @@ func (s *Service) deadLetter(ctx context.Context, msg jetstream.Msg, meta *jetst
 		s.putStatus(ctx, bulwark.DeliveryStatus{ID: id, State: bulwark.DeliveryDead, Attempts: attempt,
 			Status: code, LastError: lastErr})
 	}
+	if !s.remove(ctx, meta.Sequence.Stream, id) {
+		_ = msg.NakWithDelay(s.cfg.backoff(attempt)) // dead-lettered again later (deduplicated)
+		return
+	}
 	if err := msg.TermWithReason("max attempts"); err != nil {
 		s.log.Warn("delivery: term", "id", id, "err", err)
 	}
 	s.stats.deadLettered.Add(1)
 	s.log.Info("delivery: dead-lettered", "id", id, "attempts", attempt, "last_error", lastErr)
 }
+
+// removeTimeout bounds the retries of a settled message's removal from the
+// work stream (its leader may be being elected).
+const removeTimeout = 30 * time.Second
+
+// remove deletes a settled (delivered or dead-lettered) message from the
+// work stream, before its acknowledgement: that deletion, not the ack, is
+// what takes it out of the backlog (the stream has Limits retention). A
+// crash between the two leaves the message pending but gone, and the
+// server drops it from the consumer when it would redeliver it. It retries
+// while the stream has no leader, for up to removeTimeout or until ctx
+// (the workers' context, cancelled by Close after DrainTimeout) ends, and
+// reports whether the message is gone.
+func (s *Service) remove(ctx context.Context, seq uint64, id string) bool {
+	ctx, cancel := context.WithTimeout(ctx, removeTimeout)
+	defer cancel()
+	err := s.retry(ctx, "remove settled message", func(ctx context.Context) error {
+		return deleteError(s.work.DeleteMsg(ctx, seq))
+	})
+	if err != nil {
+		s.log.Warn("delivery: settled message not removed from the work stream; it will be delivered again", "id", id, "seq", seq, "err", err)
+		return false
+	}
+	return true
+}
+
+// deleteError classifies a work-stream delete's error: nil when the
+// message is gone already (a concurrent redelivery settled it), retryable
+// when the stream's leader could not answer. nats.go reports a refused
+// delete as ErrMsgDeleteUnsuccessful with the server's error as text only
+// (no *APIError to inspect), hence the text matching.
+func deleteError(err error) error {
+	if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	text := strings.ToLower(err.Error())
+	// 10037 "no message found", 10043 "sequence N not found": an earlier
+	// try whose answer was lost, or a concurrent delivery, removed it.
+	if strings.Contains(text, "err_code=10037") || strings.Contains(text, "err_code=10043") || strings.Contains(text, "not found") {
+		return nil
+	}
+	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) && strings.Contains(text, "code=5") {
+		return fmt.Errorf("%w (%w)", err, errLeaderUnavailable)
+	}
+	return err
+}
+
+// errLeaderUnavailable marks a JetStream answer that a retry may fix (the
+// server's 5xx, reported as text).
+var errLeaderUnavailable = errors.New("stream leader unavailable")
 
 // headerSafe makes s a single header line of bounded length.
 func headerSafe(s string) string {

@@ -19,7 +19,15 @@ while [ $# -gt 0 ]; do
 	esac
 done
 out=${out:-$HERE/results/seed-$seed}
-bin=$(mktemp -d)/bulwark
-(cd "$ROOT" && go build -o "$bin" ./cmd/bulwark)
-cd "$ROOT/bench"
-go run ./soak -bulwark "$bin" -duration "$duration" -seed "$seed" -out "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+(cd "$ROOT" && go build -o "$tmp/bulwark" ./cmd/bulwark)
+(cd "$ROOT/bench" && go build -o "$tmp/soak" ./soak)
+args=(-bulwark "$tmp/bulwark" -duration "$duration" -seed "$seed" -out "$out")
+# As root the soak runs in a private network namespace (its own loopback,
+# unshaped), where it may cut processes' traffic with nftables.
+if [ "$(id -u)" = 0 ] && command -v unshare >/dev/null && [ -z "${BULWARK_SOAK_NETNS:-}" ]; then
+	unshare -n env BULWARK_SOAK_NETNS=1 bash -c 'ip link set lo up && "$@"' soak "$tmp/soak" "${args[@]}"
+	exit $?
+fi
+"$tmp/soak" "${args[@]}"

@@ -281,3 +281,35 @@ func (s *stack) down() {
 		f.Close()
 	}
 }
+
+// gwName is the name of the gateway serving url.
+func (s *stack) gwName(url string) string {
+	for i, u := range s.gwURLs {
+		if u == url {
+			return s.gws[i].name
+		}
+	}
+	return url
+}
+
+// clientURLs are the JetStream members' current client URLs: a clustered
+// embedded server listens on a random port, which its log names.
+func (s *stack) clientURLs() []string {
+	var urls []string
+	for _, p := range append(append([]*proc{}, s.gws...), s.jss...) {
+		b, err := os.ReadFile(filepath.Join(s.dir, p.name+".log"))
+		if err != nil {
+			continue
+		}
+		const mark = "Listening for client connections on "
+		i := strings.LastIndex(string(b), mark)
+		if i < 0 {
+			continue
+		}
+		rest := string(b[i+len(mark):])
+		if j := strings.IndexAny(rest, "\" \n"); j > 0 {
+			urls = append(urls, "nats://"+rest[:j])
+		}
+	}
+	return urls
+}

@@ -90,7 +90,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if sigPub != "" {
 			inst.Metadata[proxy.MetadataSignatureKey] = sigPub
 		}
-		reg, err := c.Register(ctx, inst, *ttl)
+		reg, err := registerRetrying(ctx, c, inst, *ttl, stderr)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("registering with %s: %w", *registryAddr, err)
@@ -110,4 +110,32 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("supervision tree gave up: %w", err)
 	}
 	return nil
+}
+
+// registerWait is how long a starting replica keeps trying to register: a
+// registry electing a leader on a loaded machine can answer 503 for longer
+// than the registry client's own 5 s retry window (the soak's restarted
+// demo exited so and stayed down).
+const registerWait = 60 * time.Second
+
+// registerRetrying registers inst, retrying with backoff for up to
+// registerWait while no registry node can take it (registry.ErrUnavailable:
+// every node unreachable or answering 5xx); a refusal (4xx: a bad token, an
+// invalid instance) fails at once.
+func registerRetrying(ctx context.Context, c *registry.Client, inst bulwark.Instance, ttl time.Duration, stderr io.Writer) (*registry.Registration, error) {
+	deadline := time.Now().Add(registerWait)
+	wait := 100 * time.Millisecond
+	for {
+		reg, err := c.Register(ctx, inst, ttl)
+		if err == nil || !errors.Is(err, registry.ErrUnavailable) || ctx.Err() != nil || time.Now().After(deadline) {
+			return reg, err
+		}
+		fmt.Fprintf(stderr, "demo %s: registering: %v (retrying in %v)\n", inst.ID, err, wait)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }
