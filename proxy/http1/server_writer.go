@@ -38,7 +38,7 @@ type srvWriter struct {
 	prefixTrail bool // the header held http.TrailerPrefix keys at WriteHeader
 	want10Keep  bool // an HTTP/1.0 request with Connection: keep-alive
 	fullDuplex  bool
-	userWrite   bool // the handler set its own write deadline
+	userWrite   bool     // the handler set its own write deadline
 	te          string   // the handler's Transfer-Encoding
 	conn        []string // the handler's Connection values
 	trailer     []string // the handler's Trailer values: the declared trailer names
