@@ -349,8 +349,12 @@ func (c *srvConn) newRequest() (*http.Request, error) {
 		off := cap(raw) - cap(b)
 		return all[off : off+len(b)]
 	}
+	ex := new(srvReqExtra)
 	header := make(http.Header, len(h.Fields))
-	vals := make([]string, len(h.Fields))
+	vals := ex.vals[:]
+	if len(h.Fields) > len(ex.vals) {
+		vals = make([]string, len(h.Fields))
+	}
 	for i, f := range h.Fields {
 		name := sub(f.Name)
 		if name == "Host" || name == "Transfer-Encoding" { // moved to Request.Host, Request.TransferEncoding
@@ -371,7 +375,10 @@ func (c *srvConn) newRequest() (*http.Request, error) {
 	method, target := sub(h.Method), sub(h.Target)
 	var u *url.URL
 	var err error
-	if method == http.MethodConnect && target[0] != '/' {
+	if path, query, ok := simpleTarget(target); ok {
+		u = &ex.u
+		u.Path, u.RawQuery = path, query
+	} else if method == http.MethodConnect && target[0] != '/' {
 		if u, err = url.ParseRequestURI("http://" + target); err == nil {
 			u.Scheme = ""
 		}
@@ -417,6 +424,39 @@ func (c *srvConn) newRequest() (*http.Request, error) {
 	}
 	c.req = t.WithContext(c.ctx) // the one allocation of the Request itself
 	return c.req, nil
+}
+
+// srvReqExtra holds a request's URL and its header values in one
+// allocation.
+type srvReqExtra struct {
+	u    url.URL
+	vals [8]string
+}
+
+// simpleTarget splits an origin-form target whose path holds only bytes
+// that url.ParseRequestURI keeps as they are (no escapes, nothing it would
+// re-escape) into path and query: then the URL is exactly what
+// ParseRequestURI returns, without its allocation. FuzzServeConn checks
+// the equivalence.
+func simpleTarget(t string) (path, query string, ok bool) {
+	if len(t) == 0 || t[0] != '/' {
+		return "", "", false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '?':
+			return t[:i], t[i+1:], true
+		default:
+			switch c {
+			case '-', '_', '.', '~', '/', '$', '&', '+', ',', ':', ';', '=', '@':
+			default:
+				return "", "", false
+			}
+		}
+	}
+	return t, "", true
 }
 
 // canonicalKey rewrites a field name (tchars only, as ReadRequest

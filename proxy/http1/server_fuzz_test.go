@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"testing"
 	"time"
 )
@@ -55,6 +56,7 @@ func FuzzServeConn(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n",
 		"GET /ignore HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789GET / HTTP/1.1\r\nHost: a\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+		"GET /a/b;c=d/e.f?q=1&r=%20#x HTTP/1.1\r\nHost: a\r\n\r\nGET //x/%41?q HTTP/1.1\r\nHost: a\r\n\r\nGET /(x)!*' HTTP/1.1\r\nHost: a\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -62,6 +64,11 @@ func FuzzServeConn(f *testing.F) {
 		var methods []string
 		s := &Server{MaxHeaderBytes: 2048, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			methods = append(methods, r.Method)
+			if r.Method != http.MethodConnect {
+				if std, err := url.ParseRequestURI(r.RequestURI); err != nil || *std != *r.URL {
+					t.Errorf("URL of %q: %#v, net/url says %#v (%v)", r.RequestURI, r.URL, std, err)
+				}
+			}
 			if r.URL.Path != "/ignore" {
 				if _, err := io.Copy(io.Discard, r.Body); err != nil {
 					http.Error(w, err.Error(), http.StatusBadRequest)
