@@ -447,6 +447,9 @@ func simpleTarget(t string) (path, query string, ok bool) {
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
 		case c == '?':
+			if i == len(t)-1 {
+				return "", "", false // "/x?": net/url sets ForceQuery
+			}
 			return t[:i], t[i+1:], true
 		default:
 			switch c {
