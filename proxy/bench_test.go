@@ -26,7 +26,8 @@ import (
 //	direct          client Transport ─► backend                 (baseline for the loopback rows)
 //	handler         gw.ServeHTTP ─► gw.fast ─► 3 backends       (gateway + its upstream hop, HTTP/1.1 engine)
 //	handler-nethttp gw.ServeHTTP ─► gw.transport ─► 3 backends  (the same on the net/http engine)
-//	listener        client ─► gateway's http.Server ─► handler  (the whole proxied round trip)
+//	listener        client ─► gateway's listener (the fast path, proxy/http1) ─► handler  (the whole proxied round trip)
+//	listener-nethttp  the same with engine: net/http on the listener  (what the server half replaces)
 //	listener-parallel  the same with 64 concurrent clients (wrk -c64's shape)
 //	inmem-backend   the in-memory upstream alone                (baseline for the inmem rows)
 //	handler-inmem   gw.ServeHTTP ─► in-memory upstream          (the gateway's own work)
@@ -69,6 +70,15 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 	})
 	b.Run("listener", func(b *testing.B) {
 		gw := benchGateway(b, urls)
+		if err := gw.Listen(); err != nil {
+			b.Fatal(err)
+		}
+		tr := &http.Transport{MaxIdleConnsPerHost: 16, DisableCompression: true}
+		b.Cleanup(tr.CloseIdleConnections)
+		benchClient(b, tr, "http://"+gw.Addrs()[0].String()+"/read", len(body))
+	})
+	b.Run("listener-nethttp", func(b *testing.B) { // the same through engine: net/http (the server before the fast path)
+		gw := benchGateway(b, urls, func(c *Config) { c.Listeners[0].Engine = EngineNetHTTP })
 		if err := gw.Listen(); err != nil {
 			b.Fatal(err)
 		}

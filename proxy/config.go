@@ -46,7 +46,19 @@ type Listener struct {
 	KeyFile  string `yaml:"key_file"`
 	// Upstream is the pool a "tcp" listener forwards to.
 	Upstream string `yaml:"upstream"`
+	// Engine serves an "http" listener: "bulwark" (default: the gateway's
+	// own HTTP/1.1 server, proxy/http1, one goroutine per connection and
+	// strict parsing) or "net/http" (Go's server, the escape hatch if a
+	// client needs something the fast path does not do). "https" and "h2c"
+	// always use net/http.
+	Engine string `yaml:"engine"`
 }
+
+// Listener engines (Listener.Engine).
+const (
+	EngineBulwark = "bulwark"
+	EngineNetHTTP = "net/http"
+)
 
 // Route sends matching requests to an upstream under a set of policies.
 type Route struct {
@@ -434,6 +446,17 @@ func (c *Config) Validate() error {
 		p := fmt.Sprintf("listeners[%d]", i)
 		if _, _, err := net.SplitHostPort(l.Address); err != nil {
 			v.add(p+".address", "%q is not host:port (e.g. \":8080\" or \"127.0.0.1:8080\")", l.Address)
+		}
+		switch l.Engine {
+		case "", EngineBulwark, EngineNetHTTP:
+			if l.Engine == EngineBulwark && l.Protocol != "" && l.Protocol != "http" {
+				v.add(p+".engine", "engine %q serves only protocol http; %s listeners use net/http (remove engine)", l.Engine, l.Protocol)
+			}
+			if l.Engine != "" && l.Protocol == "tcp" {
+				v.add(p+".engine", "a tcp listener has no HTTP engine (remove engine)")
+			}
+		default:
+			v.add(p+".engine", "unknown engine %q: use %s (default) or %s", l.Engine, EngineBulwark, EngineNetHTTP)
 		}
 		switch l.Protocol {
 		case "", "http", "h2c":

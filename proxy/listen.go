@@ -8,13 +8,16 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/bulwark-go/bulwark/proxy/http1"
 )
 
 // runningListener is a listener the gateway serves.
 type runningListener struct {
 	cfg  Listener
 	ln   net.Listener
-	srv  *http.Server // nil for tcp listeners
+	srv  *http.Server  // net/http: https, h2c, and http with engine net/http
+	fast *http1.Server // http: the fast path
 	tcp  *tcpProxy
 	done chan struct{}
 	err  error
@@ -22,12 +25,18 @@ type runningListener struct {
 
 func (l *runningListener) shutdown(ctx context.Context) error {
 	var err error
-	if l.srv != nil {
+	switch {
+	case l.fast != nil:
+		err = l.fast.Shutdown(ctx)
+		if err != nil {
+			l.fast.Close()
+		}
+	case l.srv != nil:
 		err = l.srv.Shutdown(ctx)
 		if err != nil {
 			l.srv.Close()
 		}
-	} else {
+	default:
 		err = l.tcp.shutdown(ctx)
 	}
 	<-l.done
@@ -78,6 +87,13 @@ func (g *Gateway) startListener(lc Listener) (*runningListener, error) {
 	if lc.Protocol == "tcp" {
 		l.tcp = newTCPProxy(g, lc, ln)
 		go func() { defer close(l.done); l.err = l.tcp.serve() }()
+		return l, nil
+	}
+	if (lc.Protocol == "" || lc.Protocol == "http") && lc.Engine != EngineNetHTTP {
+		// The fast path: same timeouts as the net/http server below, plus
+		// body and write timeouts that server never had (docs/fastpath.md).
+		l.fast = &http1.Server{Handler: g, Logger: g.logger}
+		go func() { defer close(l.done); l.err = l.fast.Serve(ln) }()
 		return l, nil
 	}
 	srv := &http.Server{
