@@ -65,7 +65,7 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 		benchHandler(b, gw, len(body))
 	})
 	b.Run("handler-nethttp", func(b *testing.B) {
-		gw := benchGateway(b, urls, func(c *Config) { c.Upstreams[0].Engine = UpstreamEngineNetHTTP })
+		gw := benchGateway(b, urls, func(c *Config) { c.Upstreams[0].Engine = EngineNetHTTP })
 		benchHandler(b, gw, len(body))
 	})
 	b.Run("listener", func(b *testing.B) {

@@ -54,7 +54,7 @@ type Listener struct {
 	Engine string `yaml:"engine"`
 }
 
-// Listener engines (Listener.Engine).
+// Engines: the values of Listener.Engine and Upstream.Engine.
 const (
 	EngineBulwark = "bulwark"
 	EngineNetHTTP = "net/http"
@@ -295,12 +295,6 @@ type Upstream struct {
 	Engine string `yaml:"engine"`
 }
 
-// The values of Upstream.Engine (the same words as a listener's engine).
-const (
-	UpstreamEngineBulwark = "bulwark"
-	UpstreamEngineNetHTTP = "net/http"
-)
-
 // Signatures configures response signature checks (see
 // resilienthttp.Signer for the upstream side).
 type Signatures struct {
@@ -531,9 +525,9 @@ func validateUpstream(v *validator, p string, u *Upstream) {
 		v.add(p+".outlier.max_ejection_percent", "must be a percentage between 0 and 100")
 	}
 	switch u.Engine {
-	case "", UpstreamEngineBulwark, UpstreamEngineNetHTTP:
+	case "", EngineBulwark, EngineNetHTTP:
 	default:
-		v.add(p+".engine", "unknown engine %q: use %s (default) or %s", u.Engine, UpstreamEngineBulwark, UpstreamEngineNetHTTP)
+		v.add(p+".engine", "unknown engine %q: use %s (default) or %s", u.Engine, EngineBulwark, EngineNetHTTP)
 	}
 	if u.Signatures.MaxAge < 0 {
 		v.add(p+".signatures.max_age", "must not be negative")

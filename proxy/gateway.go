@@ -222,7 +222,7 @@ func (g *Gateway) build(cfg Config, old *state) (*state, error) {
 			p.transport = g.transport.Clone()
 			p.transport.TLSClientConfig = tc
 		}
-		if u.TLS == (pki.Files{}) && u.Engine != UpstreamEngineNetHTTP {
+		if u.TLS == (pki.Files{}) && u.Engine != EngineNetHTTP {
 			p.fast = g.fast
 		}
 		p.metrics = g.metrics.pool(p.name)

@@ -18,7 +18,7 @@ func TestUpstreamEngineValidated(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Path != "upstreams[0].engine" || !strings.Contains(fe.Msg, "net/http") {
 		t.Fatalf("err = %v, want a FieldError on upstreams[0].engine naming the choices", err)
 	}
-	for _, e := range []string{"", UpstreamEngineBulwark, UpstreamEngineNetHTTP} {
+	for _, e := range []string{"", EngineBulwark, EngineNetHTTP} {
 		cfg.Upstreams[0].Engine = e
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("engine %q: %v", e, err)
@@ -33,7 +33,7 @@ func TestUpstreamEngineChoice(t *testing.T) {
 	for _, tc := range []struct {
 		engine   string
 		fastIdle int
-	}{{"", 1}, {UpstreamEngineBulwark, 1}, {UpstreamEngineNetHTTP, 0}} {
+	}{{"", 1}, {EngineBulwark, 1}, {EngineNetHTTP, 0}} {
 		gw := gateway(t, func(c *Config) { c.Upstreams[0].Engine = tc.engine }, b)
 		for range 3 {
 			w := httptest.NewRecorder()

@@ -35,7 +35,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	perTry := fs.Duration("per-try-timeout", 0, "ceiling of one try; below it the timeout adapts to the pool's latency (default 5s)")
 	hedge := fs.String("hedge", "", `hedge delay: the pool's p99 (default), "off", a duration such as 50ms, or a quantile such as p95`)
 	limit := fs.String("limit", "", `concurrency limit: adaptive Gradient2 (default), "off", "gradient2", "vegas" or "aimd"`)
-	engine := fs.String("engine", "", `HTTP client to plain http:// endpoints: "bulwark" (default, the gateway's own HTTP/1.1 transport) or "net/http"`)
+	engine := fs.String("engine", "", `HTTP/1.1 engine of the listener and of tries to plain http:// endpoints: "bulwark" (default, the gateway's own) or "net/http" (Go's server and Transport)`)
 	verbose := fs.Bool("v", false, "log each reload, ejection and failed try")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -44,7 +44,7 @@ func runProxy(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%w: proxy needs at least one --to URL", errUsage)
 	}
 	cfg := proxy.Config{
-		Listeners: []proxy.Listener{{Name: "proxy", Address: *listen}},
+		Listeners: []proxy.Listener{{Name: "proxy", Address: *listen, Engine: *engine}},
 		Routes:    []proxy.Route{{Name: "default", Upstream: "default", Timeouts: proxy.Timeouts{PerTry: *perTry}, Hedge: proxy.Hedge{Delay: *hedge}, Limit: proxy.Limit{Algorithm: *limit}}},
 		Upstreams: []proxy.Upstream{{Name: "default", Health: proxy.HealthCheck{Path: *health}, Engine: *engine}},
 	}

@@ -42,6 +42,7 @@ type srvConn struct {
 	br         *bufio.Reader
 	ctx        context.Context
 	cancel     context.CancelFunc
+	reqCancel  context.CancelFunc // the current request's context
 	remoteAddr string
 	state      atomic.Int32
 
@@ -153,6 +154,7 @@ func (c *srvConn) serveOne() bool {
 		c.answerError(http.StatusBadRequest, err.Error())
 		return false
 	}
+	defer c.reqCancel()
 	w := &c.w
 	w.reset(c, req)
 	if ex, ok := req.Header["Expect"]; ok && len(ex) > 0 {
@@ -422,7 +424,13 @@ func (c *srvConn) newRequest() (*http.Request, error) {
 		c.body = &srvBody{c: c, remain: h.ContentLength}
 		t.Body, t.ContentLength = c.body, h.ContentLength
 	}
-	c.req = t.WithContext(c.ctx) // the one allocation of the Request itself
+	// Each request gets its own context, cancelled when its handler has
+	// returned (as net/http does): the gateway starts work that ends with
+	// the request's context (hedges, ballots, per-try timers), and a
+	// connection's context lives as long as its keep-alive.
+	ctx, cancel := context.WithCancel(c.ctx)
+	c.reqCancel = cancel
+	c.req = t.WithContext(ctx) // the one allocation of the Request itself
 	return c.req, nil
 }
 
