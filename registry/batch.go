@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -45,6 +46,13 @@ func decodeRenewBatch(body []byte) (RenewBatchRequest, error) {
 	if len(body) > maxBatchBytes {
 		return req, &FieldError{Field: "body", Msg: fmt.Sprintf("larger than %d bytes", maxBatchBytes)}
 	}
+	if keys, ok := parseRenewBatchFast(body, make([]InstanceKey, 0, min(maxBatch, len(body)/24))); ok {
+		req.Instances = keys // every name already checked
+		if len(keys) > maxBatch {
+			return req, &FieldError{Field: "instances", Msg: fmt.Sprintf("%d entries, at most %d", len(keys), maxBatch)}
+		}
+		return req, nil
+	}
 	if err := decodeStrictN(bytes.NewReader(body), &req, maxBatchBytes); err != nil {
 		return req, err
 	}
@@ -63,30 +71,67 @@ func decodeRenewBatch(body []byte) (RenewBatchRequest, error) {
 }
 
 func (n *Node) handleRenewBatch(w http.ResponseWriter, r *http.Request) {
+	var tm renewTiming
+	tm.start = time.Now()
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBatchBytes+1))
 	if err != nil {
 		n.writeError(w, &FieldError{Field: "body", Msg: err.Error()})
 		return
 	}
+	tm.read = time.Now()
 	req, err := decodeRenewBatch(body)
 	if err != nil {
 		n.writeError(w, err)
 		return
 	}
-	res, err := n.renewBatch(req.Instances)
+	tm.decode = time.Now()
+	res, err := n.renewBatch(req.Instances, &tm)
 	if err != nil {
 		n.writeError(w, err)
 		return
 	}
+	w.Header().Set("Server-Timing", tm.header())
 	n.writeJSON(w, http.StatusOK, res.Index, res)
 }
 
+// renewTiming records where a batch renewal spent its time on the leader;
+// it answers in a Server-Timing header (W3C Server Timing), so a client
+// or benchmark can split its own latency into network and scheduling
+// delay (the rest) and the leader's work. The stamps cost one clock read
+// each, about 40 ns.
+type renewTiming struct {
+	start, read, decode    time.Time // handler entered, body read, decoded
+	catLocked, catalog     time.Time // catalog read lock held, lookups done
+	leaseLocked, leaseDone time.Time // lease table read lock held, deadlines stored
+}
+
+// header formats the stages in milliseconds.
+func (tm *renewTiming) header() string {
+	ms := func(a, b time.Time) string {
+		if a.IsZero() || b.IsZero() {
+			return "0"
+		}
+		return strconv.FormatFloat(float64(b.Sub(a))/1e6, 'f', 3, 64)
+	}
+	return "read;dur=" + ms(tm.start, tm.read) +
+		", decode;dur=" + ms(tm.read, tm.decode) +
+		", catalog-wait;dur=" + ms(tm.decode, tm.catLocked) +
+		", catalog;dur=" + ms(tm.catLocked, tm.catalog) +
+		", lease-wait;dur=" + ms(tm.catalog, tm.leaseLocked) +
+		", lease;dur=" + ms(tm.leaseLocked, tm.leaseDone) +
+		", total;dur=" + ms(tm.start, tm.leaseDone)
+}
+
 // renewBatch renews many leases with one catalog read lock and one lease
-// table lock, then commits the (rare) suspect instances back to up one by
-// one.
-func (n *Node) renewBatch(keys []InstanceKey) (RenewBatchResponse, error) {
+// table read lock (renewals of known incarnations only store a deadline),
+// then commits the (rare) suspect instances back to up one by one. tm may
+// be nil.
+func (n *Node) renewBatch(keys []InstanceKey, tm *renewTiming) (RenewBatchResponse, error) {
 	if !n.leaseReady.Load() {
 		return RenewBatchResponse{}, fmt.Errorf("%w: leader still catching up", ErrNotLeader)
+	}
+	if tm == nil {
+		tm = new(renewTiming)
 	}
 	type hit struct {
 		k             leaseKey
@@ -97,24 +142,42 @@ func (n *Node) renewBatch(keys []InstanceKey) (RenewBatchResponse, error) {
 	hits := make([]hit, 0, len(keys))
 	var res RenewBatchResponse
 	n.fsm.mu.RLock()
+	tm.catLocked = time.Now()
 	for _, k := range keys {
 		inst := n.fsm.cat.Services[k.Service][k.ID]
 		if inst == nil {
 			res.Missing = append(res.Missing, k)
 			continue
 		}
-		hits = append(hits, hit{leaseKey{k.Service, k.ID}, inst.RegisterIndex, time.Duration(inst.TTL), inst.Health != bulwark.HealthUp})
+		// The catalog's strings, not the request's: a lease added below
+		// keeps its key for as long as the instance lives.
+		hits = append(hits, hit{leaseKey{inst.Service, inst.ID}, inst.RegisterIndex, time.Duration(inst.TTL), inst.Health != bulwark.HealthUp})
 	}
 	res.Index = max(1, n.fsm.cat.Index)
 	n.fsm.mu.RUnlock()
 
 	now := time.Now()
+	tm.catalog = now
 	t := n.leases
-	t.mu.Lock()
+	var slow []hit
+	t.mu.RLock()
+	tm.leaseLocked = time.Now()
 	for _, h := range hits {
-		t.renewLocked(h.k, h.registerIndex, now.Add(h.ttl))
+		if !t.renewKnown(h.k, h.registerIndex, t.mono(now.Add(h.ttl))) {
+			slow = append(slow, h)
+		}
 	}
-	t.mu.Unlock()
+	t.mu.RUnlock()
+	if len(slow) > 0 { // first renewals after a registration raced the lease loop, or a reset
+		t.mu.Lock()
+		t.wmu.Lock()
+		for _, h := range slow {
+			t.renewLocked(h.k, h.registerIndex, t.mono(now.Add(h.ttl)))
+		}
+		t.wmu.Unlock()
+		t.mu.Unlock()
+	}
+	tm.leaseDone = time.Now()
 	res.Renewed = len(hits)
 
 	for _, h := range hits {
