@@ -90,8 +90,8 @@ func TestParseRenewBatchFast(t *testing.T) {
 		{`{"instances":[{"service":"s","id":"a"},{"service":"t","id":"b"}]}`, true, true, "s/a t/b"},
 		{" \n{ \"instances\" :\t[ { \"id\" : \"a\" , \"service\":\"s\" } ]\r}\n", true, true, "s/a"},
 		{`{"instances":[]}`, true, true, ""},
-		{`{"instances":[{"service":"s","id":"\u0061"}]}`, false, true, "s/a"}, // an escape: encoding/json decodes it
-		{`{"Instances":[{"Service":"s","ID":"a"}]}`, false, true, "s/a"},         // encoding/json matches keys case-insensitively
+		{`{"instances":[{"service":"s","id":"\u0061"}]}`, false, true, "s/a"},     // an escape: encoding/json decodes it
+		{`{"Instances":[{"Service":"s","ID":"a"}]}`, false, true, "s/a"},          // encoding/json matches keys case-insensitively
 		{`{"instances":[{"service":"s","id":"a","id":"b"}]}`, false, true, "s/b"}, // a repeated key: the last wins
 		{`{"instances":null}`, false, true, ""},
 		{`{"instances":[{"service":"s"}]}`, false, false, ""},

@@ -41,30 +41,30 @@ type scaleResult struct {
 	RegisterSeconds float64 `json:"register_seconds"`
 	RegisterPerSec  float64 `json:"register_per_second"`
 
-	WindowSeconds    float64   `json:"window_seconds"`
-	RenewalsPerSec   float64   `json:"renewals_per_second"`
-	BatchesPerSec    float64   `json:"batches_per_second"`
-	BatchP50ms       float64   `json:"batch_p50_ms"`
-	BatchP99ms       float64   `json:"batch_p99_ms"`
-	BatchMaxms       float64   `json:"batch_max_ms"`
-	RenewErrors      int       `json:"renew_errors"`
+	WindowSeconds  float64 `json:"window_seconds"`
+	RenewalsPerSec float64 `json:"renewals_per_second"`
+	BatchesPerSec  float64 `json:"batches_per_second"`
+	BatchP50ms     float64 `json:"batch_p50_ms"`
+	BatchP99ms     float64 `json:"batch_p99_ms"`
+	BatchMaxms     float64 `json:"batch_max_ms"`
+	RenewErrors    int     `json:"renew_errors"`
 	// Breakdown of the batch latency: the leader's own time (its
 	// Server-Timing answer header), the rest of the exchange (network,
 	// HTTP and waiting for a CPU on either side), and the driver's JSON
 	// work; and, for the slowest 1 % of batches, the mean of each stage.
-	ServerP50ms  float64            `json:"server_p50_ms"`
-	ServerP99ms  float64            `json:"server_p99_ms"`
-	OutsideP50ms float64            `json:"outside_p50_ms"`
-	OutsideP99ms float64            `json:"outside_p99_ms"`
-	ClientP99ms  float64            `json:"client_json_p99_ms"`
-	TailStagesMs map[string]float64 `json:"tail_stages_mean_ms"`
-	MissingSteady    int       `json:"missing_in_steady_state"`
-	LeaderCPUCores   float64   `json:"leader_cpu_cores"`
-	LeaderRSSMiB     float64   `json:"leader_rss_mib"`
-	FollowerCPUCores []float64 `json:"follower_cpu_cores"`
-	FollowerRSSMiB   []float64 `json:"follower_rss_mib"`
-	DriverCPUCores   float64   `json:"driver_cpu_cores"`
-	LoadAvg          string    `json:"loadavg"`
+	ServerP50ms      float64            `json:"server_p50_ms"`
+	ServerP99ms      float64            `json:"server_p99_ms"`
+	OutsideP50ms     float64            `json:"outside_p50_ms"`
+	OutsideP99ms     float64            `json:"outside_p99_ms"`
+	ClientP99ms      float64            `json:"client_json_p99_ms"`
+	TailStagesMs     map[string]float64 `json:"tail_stages_mean_ms"`
+	MissingSteady    int                `json:"missing_in_steady_state"`
+	LeaderCPUCores   float64            `json:"leader_cpu_cores"`
+	LeaderRSSMiB     float64            `json:"leader_rss_mib"`
+	FollowerCPUCores []float64          `json:"follower_cpu_cores"`
+	FollowerRSSMiB   []float64          `json:"follower_rss_mib"`
+	DriverCPUCores   float64            `json:"driver_cpu_cores"`
+	LoadAvg          string             `json:"loadavg"`
 
 	Watchers        int     `json:"watchers"`
 	WatchDeliveries int     `json:"watch_deliveries"`
