@@ -81,7 +81,10 @@ func newPool(u Upstream, opts *Options) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	bc := balance.Config{Policy: pol, SlowStart: u.SlowStart, Seed: opts.Seed, Panic: p.passive.panicking}
+	// A Maglev table lags membership by up to 100 ms instead of being
+	// rebuilt on the discovery goroutine for every change (seconds at
+	// 100,000 endpoints); endpoints that leave are skipped at once.
+	bc := balance.Config{Policy: pol, SlowStart: u.SlowStart, Seed: opts.Seed, Panic: p.passive.panicking, RebuildDelay: 100 * time.Millisecond}
 	if p.set, err = balance.NewSet(bc); err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 	}
@@ -285,6 +288,7 @@ func (p *pool) close() {
 		stop()
 	}
 	p.wg.Wait()
+	p.set.Close()
 	if p.transport != nil {
 		p.transport.CloseIdleConnections()
 	}
