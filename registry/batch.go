@@ -2,6 +2,7 @@ package registry
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,10 +13,13 @@ import (
 )
 
 // maxBatch is the most renewals one POST /v1/renew may carry. 10,000
-// entries of ~60 bytes stay well under maxBatchBytes.
+// entries of ~60 bytes stay well under maxBatchBytes. maxRegisterBatch is
+// the most registrations one POST /v1/register may carry: they become one
+// Raft entry, which every follower must receive and fsync.
 const (
-	maxBatch      = 10000
-	maxBatchBytes = 2 << 20
+	maxBatch         = 10000
+	maxRegisterBatch = 1000
+	maxBatchBytes    = 2 << 20
 )
 
 // InstanceKey names one instance in a batch.
@@ -191,4 +195,97 @@ func (n *Node) renewBatch(keys []InstanceKey, tm *renewTiming) (RenewBatchRespon
 		res.Index = max(res.Index, ar.index)
 	}
 	return res, nil
+}
+
+// RegisterBatchRequest is the body of POST /v1/register: many
+// registrations committed as one Raft entry, for a process (an agent, a
+// sidecar, a platform's controller) that registers many instances at once.
+type RegisterBatchRequest struct {
+	Instances []RegisterRequest `json:"instances"`
+}
+
+// RegisterBatchResponse answers POST /v1/register: the Raft index of the
+// entry, which is every registered instance's register_index.
+type RegisterBatchResponse struct {
+	Index      uint64 `json:"index"`
+	Registered int    `json:"registered"`
+}
+
+// decodeRegisterBatch parses and validates a batch registration: each
+// entry as PUT /v1/instances checks it, at most maxRegisterBatch of them,
+// no instance twice. Errors name the entry (instances[3].address).
+func decodeRegisterBatch(body []byte, minTTL, maxTTL, defTTL time.Duration) (RegisterBatchRequest, error) {
+	var req RegisterBatchRequest
+	if len(body) > maxBatchBytes {
+		return req, &FieldError{Field: "body", Msg: fmt.Sprintf("larger than %d bytes", maxBatchBytes)}
+	}
+	if err := decodeStrictN(bytes.NewReader(body), &req, maxBatchBytes); err != nil {
+		return req, err
+	}
+	switch {
+	case len(req.Instances) == 0:
+		return req, &FieldError{Field: "instances", Msg: "empty: want 1 or more registrations"}
+	case len(req.Instances) > maxRegisterBatch:
+		return req, &FieldError{Field: "instances", Msg: fmt.Sprintf("%d entries, at most %d", len(req.Instances), maxRegisterBatch)}
+	}
+	seen := make(map[InstanceKey]int, len(req.Instances))
+	for i := range req.Instances {
+		r := &req.Instances[i]
+		if err := validateRegister(r, minTTL, maxTTL, defTTL); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) {
+				return req, &FieldError{Field: fmt.Sprintf("instances[%d].%s", i, fe.Field), Msg: fe.Msg}
+			}
+			return req, err
+		}
+		k := InstanceKey{r.Service, r.ID}
+		if j, dup := seen[k]; dup {
+			return req, &FieldError{Field: fmt.Sprintf("instances[%d]", i), Msg: fmt.Sprintf("%s/%s is also instances[%d]", r.Service, r.ID, j)}
+		}
+		seen[k] = i
+	}
+	return req, nil
+}
+
+func (n *Node) handleRegisterBatch(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBatchBytes+1))
+	if err != nil {
+		n.writeError(w, &FieldError{Field: "body", Msg: err.Error()})
+		return
+	}
+	req, err := decodeRegisterBatch(body, n.cfg.MinTTL, n.cfg.MaxTTL, n.cfg.DefaultTTL)
+	if err != nil {
+		n.writeError(w, err)
+		return
+	}
+	res, err := n.registerBatch(req.Instances)
+	if err != nil {
+		n.writeError(w, err)
+		return
+	}
+	n.writeJSON(w, http.StatusOK, res.Index, res)
+}
+
+// registerBatch commits many registrations as one Raft entry and starts
+// their leases.
+func (n *Node) registerBatch(reqs []RegisterRequest) (RegisterBatchResponse, error) {
+	c := command{Op: opRegisterBatch, Batch: make([]command, len(reqs))}
+	for i, r := range reqs {
+		c.Batch[i] = command{Op: opRegister, Service: r.Service, ID: r.ID, Address: r.Address,
+			Metadata: r.Metadata, HealthURL: r.HealthURL, TTL: r.TTL}
+	}
+	res, err := n.apply(&c)
+	if err != nil {
+		return RegisterBatchResponse{}, err
+	}
+	now := time.Now()
+	t := n.leases
+	t.mu.Lock()
+	t.wmu.Lock()
+	for _, r := range reqs {
+		t.renewLocked(leaseKey{r.Service, r.ID}, res.index, t.mono(now.Add(time.Duration(r.TTL))))
+	}
+	t.wmu.Unlock()
+	t.mu.Unlock()
+	return RegisterBatchResponse{Index: res.index, Registered: len(reqs)}, nil
 }
