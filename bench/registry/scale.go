@@ -27,6 +27,7 @@ type scaleOpts struct {
 	ttl, every           time.Duration
 	batch, shards        int
 	regWorkers           int
+	regBatch             int // > 0: fill with POST /v1/register batches of this size
 	window               time.Duration
 	watchers, changes    int
 	failoverObserve      time.Duration
@@ -40,6 +41,7 @@ type scaleResult struct {
 	Batch           int     `json:"batch"`
 	RegisterSeconds float64 `json:"register_seconds"`
 	RegisterPerSec  float64 `json:"register_per_second"`
+	RegisterBatch   int     `json:"register_batch,omitempty"`
 
 	WindowSeconds  float64 `json:"window_seconds"`
 	RenewalsPerSec float64 `json:"renewals_per_second"`
@@ -86,8 +88,12 @@ type scaleResult struct {
 }
 
 func (r scaleResult) print() {
-	fmt.Printf("  instances %d (ttl %s, renewed every %s in batches of %d), registered in %.1f s (%.0f/s)\n",
-		r.Instances, r.TTL, r.RenewEvery, r.Batch, r.RegisterSeconds, r.RegisterPerSec)
+	how := "one PUT /v1/instances each"
+	if r.RegisterBatch > 0 {
+		how = fmt.Sprintf("POST /v1/register batches of %d", r.RegisterBatch)
+	}
+	fmt.Printf("  instances %d (ttl %s, renewed every %s in batches of %d), registered in %.1f s (%.0f/s, %s)\n",
+		r.Instances, r.TTL, r.RenewEvery, r.Batch, r.RegisterSeconds, r.RegisterPerSec, how)
 	fmt.Printf("  steady %.0f s: %.0f renewals/s (%.0f batches/s), batch latency p50 %.2f p99 %.2f max %.2f ms, errors %d, missing %d\n",
 		r.WindowSeconds, r.RenewalsPerSec, r.BatchesPerSec, r.BatchP50ms, r.BatchP99ms, r.BatchMaxms, r.RenewErrors, r.MissingSteady)
 	fmt.Printf("  batch breakdown: leader p50 %.2f p99 %.2f ms, outside the leader (network, HTTP, CPU wait) p50 %.2f p99 %.2f ms, driver JSON p99 %.2f ms\n",
@@ -414,7 +420,7 @@ func loadavg() string {
 
 // runScale runs the scale phase against a fresh cluster c.
 func runScale(ctx context.Context, c *cluster, o scaleOpts) (scaleResult, error) {
-	res := scaleResult{Instances: o.services * o.perService, TTL: o.ttl.String(), RenewEvery: o.every.String(), Batch: o.batch, Watchers: o.watchers}
+	res := scaleResult{RegisterBatch: o.regBatch, Instances: o.services * o.perService, TTL: o.ttl.String(), RenewEvery: o.every.String(), Batch: o.batch, Watchers: o.watchers}
 	s := &scaleRun{c: c, o: o, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}}}
 	defer s.hc.CloseIdleConnections()
 	lead, err := c.leader(ctx)
@@ -453,6 +459,40 @@ func runScale(ctx context.Context, c *cluster, o scaleOpts) (scaleResult, error)
 	t0 := time.Now()
 	for range o.regWorkers {
 		rwg.Go(func() {
+			if o.regBatch > 0 { // POST /v1/register: o.regBatch registrations per Raft entry
+				var batch []job
+				flush := func() {
+					if len(batch) == 0 {
+						return
+					}
+					var req registry.RegisterBatchRequest
+					for _, j := range batch {
+						req.Instances = append(req.Instances, registry.RegisterRequest{Service: s.shards[j.sh].keys[j.i].Service,
+							ID: s.shards[j.sh].keys[j.i].ID, Address: "http://127.0.0.1:9", TTL: registry.Duration(o.ttl)})
+					}
+					for try := 0; ; try++ {
+						if err := s.do(ctx, http.MethodPost, s.target(), "/v1/register", req, nil); err == nil {
+							for _, j := range batch {
+								s.shards[j.sh].registered[j.i].Store(true)
+							}
+							break
+						} else if try > 20 || ctx.Err() != nil {
+							regErr.Add(int64(len(batch)))
+							break
+						}
+						s.rediscover(ctx)
+						time.Sleep(50 * time.Millisecond)
+					}
+					batch = batch[:0]
+				}
+				for j := range jobs {
+					if batch = append(batch, j); len(batch) == o.regBatch {
+						flush()
+					}
+				}
+				flush()
+				return
+			}
 			for j := range jobs {
 				sh := s.shards[j.sh]
 				for try := 0; ; try++ {
