@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,14 @@ func TestRenewBatch(t *testing.T) {
 	}
 	// Keep a and b alive past their 1 s TTL with batches through the follower.
 	for range 8 {
-		st, _, body := call(t, "POST", fol+"/v1/renew", "", `{"instances":[{"service":"s","id":"a"},{"service":"s","id":"b"},{"service":"s","id":"gone"}]}`)
+		// A 503 (a leader change: the test's Raft timeouts are short, and
+		// a loaded machine misses them) is retried, as a client would.
+		var st int
+		var body map[string]any
+		tc.waitFor("a batch renewal answered", 10*time.Second, func() bool {
+			st, _, body = call(t, "POST", fol+"/v1/renew", "", `{"instances":[{"service":"s","id":"a"},{"service":"s","id":"b"},{"service":"s","id":"gone"}]}`)
+			return st != http.StatusServiceUnavailable
+		})
 		if st != 200 || body["renewed"] != float64(2) {
 			t.Fatalf("batch renew: %d %v", st, body)
 		}
