@@ -45,12 +45,19 @@ type RenewBatchResponse struct {
 }
 
 // decodeRenewBatch parses and validates a batch renewal.
-func decodeRenewBatch(body []byte) (RenewBatchRequest, error) {
+func decodeRenewBatch(body []byte) (RenewBatchRequest, error) { return decodeRenewBatchInto(body, nil) }
+
+// decodeRenewBatchInto is decodeRenewBatch appending the instances to dst
+// (a reused slice) when the fast path takes the body.
+func decodeRenewBatchInto(body []byte, dst []InstanceKey) (RenewBatchRequest, error) {
 	var req RenewBatchRequest
 	if len(body) > maxBatchBytes {
 		return req, &FieldError{Field: "body", Msg: fmt.Sprintf("larger than %d bytes", maxBatchBytes)}
 	}
-	if keys, ok := parseRenewBatchFast(body, make([]InstanceKey, 0, min(maxBatch, len(body)/24))); ok {
+	if dst == nil {
+		dst = make([]InstanceKey, 0, min(maxBatch, len(body)/24))
+	}
+	if keys, ok := parseRenewBatchFast(body, dst[:0]); ok {
 		req.Instances = keys // every name already checked
 		if len(keys) > maxBatch {
 			return req, &FieldError{Field: "instances", Msg: fmt.Sprintf("%d entries, at most %d", len(keys), maxBatch)}
@@ -74,22 +81,52 @@ func decodeRenewBatch(body []byte) (RenewBatchRequest, error) {
 	return req, nil
 }
 
+// renewScratch is what one batch renewal needs besides its answer: the
+// body, the decoded keys and the catalog hits. Nodes keep them in a pool,
+// so that at 100 batches/s the leader does not allocate ~250 KB per batch
+// (a garbage collection every ~2 s at 100,000 instances, each with a
+// stop-the-world pause that a busy machine stretches to 100 ms or more).
+type renewScratch struct {
+	body bytes.Buffer
+	keys []InstanceKey
+	hits []renewHit
+}
+
+// renewHit is one renewal that found its instance in the catalog.
+type renewHit struct {
+	k             leaseKey
+	registerIndex uint64
+	ttl           time.Duration
+	suspect       bool
+}
+
 func (n *Node) handleRenewBatch(w http.ResponseWriter, r *http.Request) {
 	var tm renewTiming
 	tm.start = time.Now()
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBatchBytes+1))
-	if err != nil {
+	sc, _ := n.renewBufs.Get().(*renewScratch)
+	if sc == nil {
+		sc = new(renewScratch)
+	}
+	defer func() {
+		sc.body.Reset()
+		clear(sc.keys) // drop the strings, keep the arrays
+		clear(sc.hits)
+		sc.keys, sc.hits = sc.keys[:0], sc.hits[:0]
+		n.renewBufs.Put(sc)
+	}()
+	if _, err := sc.body.ReadFrom(io.LimitReader(r.Body, maxBatchBytes+1)); err != nil {
 		n.writeError(w, &FieldError{Field: "body", Msg: err.Error()})
 		return
 	}
 	tm.read = time.Now()
-	req, err := decodeRenewBatch(body)
+	req, err := decodeRenewBatchInto(sc.body.Bytes(), sc.keys)
 	if err != nil {
 		n.writeError(w, err)
 		return
 	}
+	sc.keys = req.Instances // reused by the next batch (cleared first)
 	tm.decode = time.Now()
-	res, err := n.renewBatch(req.Instances, &tm)
+	res, err := n.renewBatchInto(req.Instances, &tm, sc)
 	if err != nil {
 		n.writeError(w, err)
 		return
@@ -131,19 +168,27 @@ func (tm *renewTiming) header() string {
 // then commits the (rare) suspect instances back to up one by one. tm may
 // be nil.
 func (n *Node) renewBatch(keys []InstanceKey, tm *renewTiming) (RenewBatchResponse, error) {
+	return n.renewBatchInto(keys, tm, nil)
+}
+
+// renewBatchInto is renewBatch with reusable scratch space (nil: none).
+func (n *Node) renewBatchInto(keys []InstanceKey, tm *renewTiming, sc *renewScratch) (RenewBatchResponse, error) {
 	if !n.leaseReady.Load() {
 		return RenewBatchResponse{}, fmt.Errorf("%w: leader still catching up", ErrNotLeader)
 	}
 	if tm == nil {
 		tm = new(renewTiming)
 	}
-	type hit struct {
-		k             leaseKey
-		registerIndex uint64
-		ttl           time.Duration
-		suspect       bool
+	type hit = renewHit
+	var hits []hit
+	if sc != nil && cap(sc.hits) >= len(keys) {
+		hits = sc.hits[:0]
+	} else {
+		hits = make([]hit, 0, len(keys))
 	}
-	hits := make([]hit, 0, len(keys))
+	if sc != nil {
+		defer func() { sc.hits = hits }() // reused by the next batch (cleared first)
+	}
 	var res RenewBatchResponse
 	n.fsm.mu.RLock()
 	tm.catLocked = time.Now()

@@ -618,7 +618,17 @@ func (s *scaleRun) fanout(ctx context.Context, res *scaleResult) error {
 		time.Sleep(500 * time.Millisecond) // the queries reach their nodes and block
 		t0 := time.Now()
 		start.Store(t0.UnixNano())
-		if err := s.register(ctx, registry.InstanceKey{Service: service, ID: fmt.Sprintf("fan-%d", k)}, time.Hour); err != nil {
+		// A loaded host can lose the leader for a moment: retry, pointing at
+		// whichever node leads (the time counts from the first attempt).
+		var err error
+		for try := 0; try < 100; try++ {
+			if err = s.register(ctx, registry.InstanceKey{Service: service, ID: fmt.Sprintf("fan-%d", k)}, time.Hour); err == nil {
+				break
+			}
+			s.rediscover(ctx)
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
 			return fmt.Errorf("fan-out change %d: %w", k, err)
 		}
 		acks.add(time.Since(t0))
