@@ -211,8 +211,13 @@ func (n *Node) renewBatchInto(keys []InstanceKey, tm *renewTiming, sc *renewScra
 	var slow []hit
 	t.mu.RLock()
 	tm.leaseLocked = time.Now()
-	for _, h := range hits {
-		if !t.renewKnown(h.k, h.registerIndex, t.mono(now.Add(h.ttl))) {
+	var svc map[string]*lease
+	var svcName string
+	for i, h := range hits {
+		if i == 0 || h.k.service != svcName {
+			svc, svcName = t.leases[h.k.service], h.k.service
+		}
+		if !renewIn(svc, h.k.id, h.registerIndex, t.mono(now.Add(h.ttl))) {
 			slow = append(slow, h)
 		}
 	}

@@ -55,9 +55,13 @@ type lease struct {
 // add, replace or drop entries (registrations, the rare expiry). Lock
 // order: mu, then wmu.
 type leaseTable struct {
-	mu     sync.RWMutex
-	leases map[leaseKey]*lease // guarded by mu
-	epoch  time.Time           // origin of lease.deadline and of wheel slots
+	mu sync.RWMutex
+	// leases is by service, then ID: string-keyed maps hash faster than a
+	// two-string struct key, and a batch (one service's instances listed
+	// together) looks its service up once. Guarded by mu.
+	leases map[string]map[string]*lease
+	count  int       // entries in leases, guarded by mu
+	epoch  time.Time // origin of lease.deadline and of wheel slots
 
 	wmu     sync.Mutex
 	scans   uint64 // reconcile counter, marks entries seen (no per-scan set)
@@ -75,17 +79,20 @@ const (
 )
 
 func newLeaseTable() *leaseTable {
-	return &leaseTable{leases: map[leaseKey]*lease{}, wheel: map[int64][]*lease{}, tick: 100 * time.Millisecond, epoch: time.Now()}
+	return &leaseTable{leases: map[string]map[string]*lease{}, wheel: map[int64][]*lease{}, tick: 100 * time.Millisecond, epoch: time.Now()}
 }
 
 // reset forgets every deadline (on gaining or losing leadership).
 func (t *leaseTable) reset() {
 	t.mu.Lock()
 	t.wmu.Lock()
-	for _, l := range t.leases {
-		l.gone = true
+	for _, m := range t.leases {
+		for _, l := range m {
+			l.gone = true
+		}
 	}
 	clear(t.leases)
+	t.count = 0
 	clear(t.wheel)
 	t.last, t.started = 0, false
 	t.wmu.Unlock()
@@ -131,10 +138,44 @@ func (t *leaseTable) renew(k leaseKey, registerIndex uint64, now time.Time, ttl 
 	t.mu.Unlock()
 }
 
+// get returns the lease of k, or nil. t.mu is held, for reading at least.
+func (t *leaseTable) get(k leaseKey) *lease { return t.leases[k.service][k.id] }
+
+// put sets the lease of k. t.mu is held for writing.
+func (t *leaseTable) put(k leaseKey, l *lease) {
+	m := t.leases[k.service]
+	if m == nil {
+		m = map[string]*lease{}
+		t.leases[k.service] = m
+	}
+	if m[k.id] == nil {
+		t.count++
+	}
+	m[k.id] = l
+}
+
+// drop removes the lease of k. t.mu is held for writing.
+func (t *leaseTable) drop(k leaseKey) {
+	m := t.leases[k.service]
+	if _, ok := m[k.id]; !ok {
+		return
+	}
+	delete(m, k.id)
+	t.count--
+	if len(m) == 0 {
+		delete(t.leases, k.service)
+	}
+}
+
 // renewKnown moves the deadline of an incarnation the table already holds
 // and reports whether it did. t.mu is held, for reading at least.
 func (t *leaseTable) renewKnown(k leaseKey, registerIndex uint64, deadline int64) bool {
-	l := t.leases[k]
+	return renewIn(t.leases[k.service], k.id, registerIndex, deadline)
+}
+
+// renewIn is renewKnown within one service's leases.
+func renewIn(svc map[string]*lease, id string, registerIndex uint64, deadline int64) bool {
+	l := svc[id]
 	if l == nil || l.registerIndex != registerIndex {
 		return false
 	}
@@ -145,13 +186,13 @@ func (t *leaseTable) renewKnown(k leaseKey, registerIndex uint64, deadline int64
 // renewLocked sets the deadline of one incarnation, adding it (or
 // replacing an older one) if need be. t.mu is held for writing, and t.wmu.
 func (t *leaseTable) renewLocked(k leaseKey, registerIndex uint64, deadline int64) {
-	l := t.leases[k]
+	l := t.get(k)
 	if l == nil || l.registerIndex != registerIndex {
 		if l != nil {
 			l.gone = true
 		}
 		l = &lease{key: k, registerIndex: registerIndex}
-		t.leases[k] = l
+		t.put(k, l)
 	}
 	l.deadline.Store(deadline)
 	l.scan = t.scans
@@ -214,7 +255,7 @@ func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.
 			t.mu.RLock()
 			t.wmu.Lock()
 		}
-		l := t.leases[leaseKey{v.service, v.id}]
+		l := t.get(leaseKey{v.service, v.id})
 		if l == nil || l.registerIndex != v.registerIndex {
 			fresh = append(fresh, v)
 			continue
@@ -222,11 +263,13 @@ func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.
 		l.scan = scans
 		acts = t.judge(l, v, mnow, suspectTimeout, acts)
 	}
-	for _, l := range t.leases {
-		// Renewals since the previous scan are marked with the previous
-		// scan number; keep those (the catalog view may predate them).
-		if l.scan+1 < scans {
-			stale = append(stale, l)
+	for _, m := range t.leases {
+		for _, l := range m {
+			// Renewals since the previous scan are marked with the previous
+			// scan number; keep those (the catalog view may predate them).
+			if l.scan+1 < scans {
+				stale = append(stale, l)
+			}
 		}
 	}
 	t.wmu.Unlock()
@@ -242,13 +285,13 @@ func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.
 		k := leaseKey{v.service, v.id}
 		// A registration after the catalog was read may have put a newer
 		// incarnation in meanwhile: keep that one.
-		if l := t.leases[k]; l == nil || l.registerIndex < v.registerIndex {
+		if l := t.get(k); l == nil || l.registerIndex < v.registerIndex {
 			t.renewLocked(k, v.registerIndex, mnow+int64(v.ttl))
 		}
 	}
 	for _, l := range stale {
-		if t.leases[l.key] == l && l.scan+1 < scans {
-			delete(t.leases, l.key)
+		if t.get(l.key) == l && l.scan+1 < scans {
+			t.drop(l.key)
 			l.gone = true
 		}
 	}
@@ -329,7 +372,7 @@ func (t *leaseTable) settle(due []dueLease, now time.Time, suspectTimeout time.D
 		case l.gone || l.due != 0:
 			continue // replaced, re-queued meanwhile, or reset
 		case !d.ok:
-			delete(t.leases, l.key) // deregistered or expired
+			t.drop(l.key) // deregistered or expired
 			l.gone = true
 			continue
 		case l.registerIndex != d.view.registerIndex:
@@ -429,7 +472,7 @@ func (t *leaseTable) retry(acts []leaseAction, now time.Time) {
 	defer t.mu.RUnlock()
 	defer t.wmu.Unlock()
 	for _, a := range acts {
-		if l := t.leases[leaseKey{a.service, a.id}]; l != nil {
+		if l := t.get(leaseKey{a.service, a.id}); l != nil {
 			t.queue(l, t.mono(now)+int64(t.tick))
 		}
 	}
