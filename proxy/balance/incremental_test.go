@@ -2,7 +2,10 @@ package balance
 
 import (
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -180,4 +183,77 @@ func TestMaglevDeferredRebuild(t *testing.T) {
 			t.Fatalf("pick from a kept table with its endpoints gone: %v %v", e, err)
 		}
 	})
+}
+
+// TestUpdateRandomSequences: many seeded random membership sequences
+// (mostly sorted lists with a few joins and leaves, sometimes shuffled,
+// with address and weight changes) keep the set equal to a fresh set of
+// the same list, keep every endpoint that stayed, and keep Get in step.
+func TestUpdateRandomSequences(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for seq := range 60 {
+		s, _ := NewSet(Config{Seed: 1, Policy: []Policy{P2C{}, RoundRobin{}, Maglev{}}[seq%3]})
+		cur := map[string]Member{}
+		for step := range 20 {
+			for range rng.IntN(4) { // joins
+				id := fmt.Sprintf("e%02d", rng.IntN(40))
+				cur[id] = Member{ID: id, Address: "http://" + id, Weight: 1 + rng.IntN(2)}
+			}
+			for id := range cur { // leaves, address and weight changes
+				switch rng.IntN(12) {
+				case 0:
+					delete(cur, id)
+				case 1:
+					m := cur[id]
+					m.Address += "x"
+					cur[id] = m
+				case 2:
+					m := cur[id]
+					m.Weight = 1 + rng.IntN(3)
+					cur[id] = m
+				}
+			}
+			ms := slices.Collect(maps.Values(cur))
+			slices.SortFunc(ms, func(a, b Member) int { return strings.Compare(a.ID, b.ID) })
+			if rng.IntN(5) == 0 {
+				rng.Shuffle(len(ms), func(i, j int) { ms[i], ms[j] = ms[j], ms[i] })
+			}
+			before := map[string]*Endpoint{}
+			for _, e := range s.Endpoints() {
+				before[e.ID()] = e
+			}
+			if err := s.Update(ms); err != nil {
+				t.Fatalf("seq %d step %d: %v", seq, step, err)
+			}
+			fresh, _ := NewSet(Config{Seed: 1})
+			fresh.Update(ms)
+			got, want := s.Endpoints(), fresh.Endpoints()
+			if len(got) != len(want) {
+				t.Fatalf("seq %d step %d: %d endpoints, want %d", seq, step, len(got), len(want))
+			}
+			for i, e := range got {
+				w := want[i]
+				if e.ID() != w.ID() || e.Address() != w.Address() || e.Weight() != w.Weight() {
+					t.Fatalf("seq %d step %d: endpoint %d is %s@%s/%d, want %s@%s/%d", seq, step, i, e.ID(), e.Address(), e.Weight(), w.ID(), w.Address(), w.Weight())
+				}
+				if s.Get(e.ID()) != e {
+					t.Fatalf("seq %d step %d: Get(%s) out of step", seq, step, e.ID())
+				}
+				if old := before[e.ID()]; old != nil && old.Address() == e.Address() && old != e {
+					t.Fatalf("seq %d step %d: %s stayed but was replaced", seq, step, e.ID())
+				}
+				if e.gone.Load() {
+					t.Fatalf("seq %d step %d: %s listed but marked gone", seq, step, e.ID())
+				}
+			}
+			for id, old := range before {
+				if m, ok := cur[id]; (!ok || m.Address != old.Address()) && !old.gone.Load() {
+					t.Fatalf("seq %d step %d: %s left but is not marked gone", seq, step, id)
+				}
+			}
+			if _, err := s.Pick(PickRequest{Key: "k"}); (err == nil) != (len(ms) > 0) {
+				t.Fatalf("seq %d step %d: pick: %v with %d members", seq, step, err, len(ms))
+			}
+		}
+	}
 }

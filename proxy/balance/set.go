@@ -239,7 +239,8 @@ func (s *Set) Update(members []Member) error {
 			return fmt.Errorf("balance: duplicate member ID %q", id)
 		}
 		if e != nil && e.addr != m.Address {
-			e = nil // a new endpoint under an old ID; the old one leaves
+			skipped = append(skipped, e) // a new endpoint under an old ID: the old one leaves
+			e = nil
 		}
 		if e == nil {
 			if _, dup := fresh[id]; dup {
