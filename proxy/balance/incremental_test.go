@@ -191,8 +191,12 @@ func TestMaglevDeferredRebuild(t *testing.T) {
 // the same list, keep every endpoint that stayed, and keep Get in step.
 func TestUpdateRandomSequences(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	for seq := range 60 {
-		s, _ := NewSet(Config{Seed: 1, Policy: []Policy{P2C{}, RoundRobin{}, Maglev{}}[seq%3]})
+	for seq := range 120 {
+		cfg := []Config{{Policy: P2C{}}, {Policy: RoundRobin{}}, {Policy: Maglev{TableSize: 257}},
+			{Policy: Maglev{TableSize: 257}, RebuildDelay: time.Hour}}[seq%4] // the last keeps its table
+		cfg.Seed = 1
+		s, _ := NewSet(cfg)
+		defer s.Close()
 		cur := map[string]Member{}
 		for step := range 20 {
 			for range rng.IntN(4) { // joins
