@@ -111,26 +111,43 @@ func (ph *passiveHealth) changed(id string, h bulwark.Health) {
 }
 
 // setEndpoints tells the detector the pool's membership and the registry's
-// view of each instance, and applies the combined health.
-func (ph *passiveHealth) setEndpoints(insts []bulwark.Instance) {
-	ids := make([]string, len(insts))
-	reg := make(map[string]bulwark.Health, len(insts))
-	for i, in := range insts {
-		ids[i] = instanceID(in)
-		reg[ids[i]] = in.Health
-	}
+// view of each instance, and applies the combined health to the endpoints
+// whose registry health changed and to the added ones. The detector hears
+// of membership only when it changed (added or removed non-empty, or
+// membership set).
+func (ph *passiveHealth) setEndpoints(insts []bulwark.Instance, added, removed []string, membership bool) {
+	var apply []string
 	ph.mu.Lock()
-	ph.registry = reg
+	for _, id := range removed {
+		delete(ph.registry, id)
+	}
+	for _, in := range insts {
+		id := instanceID(in)
+		if h, ok := ph.registry[id]; !ok || h != in.Health {
+			ph.registry[id] = in.Health
+			if ok {
+				apply = append(apply, id) // added ones follow below
+			}
+		}
+	}
 	ph.mu.Unlock()
-	if ph.d != nil {
+	apply = append(apply, added...)
+	if ph.d != nil && membership {
+		ids := make([]string, len(insts))
+		for i, in := range insts {
+			ids[i] = instanceID(in)
+		}
 		ph.d.SetEndpoints(ids)
 	}
-	for _, id := range ids {
+	for _, id := range apply {
 		det := bulwark.HealthUnknown
 		if ph.d != nil {
 			det = ph.d.Health(id)
 		}
-		ph.p.set.SetHealth(id, combine(det, reg[id]))
+		ph.mu.Lock()
+		reg := ph.registry[id]
+		ph.mu.Unlock()
+		ph.p.set.SetHealth(id, combine(det, reg))
 	}
 }
 

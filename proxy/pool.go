@@ -34,10 +34,16 @@ type Resolver interface {
 
 // member is what the gateway keeps on each balance.Endpoint.
 type member struct {
+	id      string
 	url     *url.URL // base URL; nil for TCP pools
 	addr    string   // host:port
 	breaker *breaker.Breaker
 	sigKey  atomic.Pointer[ed25519.PublicKey] // for upstreams that require signatures
+
+	// Guarded by pool.mu (update): the last update that listed the member
+	// and the signature key it was given, unparsed.
+	gen    uint64
+	sigRaw string
 }
 
 // pool is one upstream: its endpoints, how to pick among them, and their
@@ -65,6 +71,7 @@ type pool struct {
 	wg      sync.WaitGroup
 	closed  bool
 	members map[string]*member // by endpoint ID, for breakers that survive updates
+	gen     uint64             // update counter (guarded by mu)
 }
 
 func newPool(u Upstream, opts *Options) (*pool, error) {
@@ -82,7 +89,10 @@ func newPool(u Upstream, opts *Options) (*pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	bc := balance.Config{Policy: pol, SlowStart: u.SlowStart, Seed: opts.Seed, Panic: p.passive.panicking}
+	// A Maglev table lags membership by up to 100 ms instead of being
+	// rebuilt on the discovery goroutine for every change (seconds at
+	// 100,000 endpoints); endpoints that leave are skipped at once.
+	bc := balance.Config{Policy: pol, SlowStart: u.SlowStart, Seed: opts.Seed, Panic: p.passive.panicking, RebuildDelay: 100 * time.Millisecond}
 	if p.set, err = balance.NewSet(bc); err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", u.Name, err)
 	}
@@ -148,11 +158,20 @@ func (p *pool) follow(ctx context.Context, res Resolver) {
 // update replaces the pool's membership with insts. Registry health states
 // carry over: a suspect instance stays in the set (so its history is kept)
 // but is not routable.
+//
+// The registry delivers the whole list on every change, so one pass over
+// it is unavoidable; beyond that the cost follows what changed: members
+// are kept in place (no map rebuilt per update), signature keys are parsed
+// only when they change, and passive health and active probes hear of
+// membership only when it changed (BenchmarkPoolAddRemove).
 func (p *pool) update(insts []bulwark.Instance) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.gen++
+	gen := p.gen
 	ms := make([]balance.Member, 0, len(insts))
-	keep := make(map[string]*member, len(insts))
+	var added []*member // new members, and new ones under an old ID (address changed)
+	replaced := 0       // how many of added replace a member of the same ID
 	for _, in := range insts {
 		id := in.ID
 		if id == "" {
@@ -160,13 +179,20 @@ func (p *pool) update(insts []bulwark.Instance) error {
 		}
 		m := p.members[id]
 		if m == nil || m.addr != hostPort(in.Address) {
+			if m != nil {
+				replaced++
+			}
 			var err error
 			if m, err = p.newMember(id, in.Address); err != nil {
 				return err
 			}
+			added = append(added, m)
 		}
-		keep[id] = m
-		m.setSignatureKey(in.Metadata[MetadataSignatureKey])
+		m.gen = gen
+		if k := in.Metadata[MetadataSignatureKey]; k != m.sigRaw {
+			m.setSignatureKey(k)
+			m.sigRaw = k
+		}
 		w := 1
 		if s := in.Metadata["weight"]; s != "" {
 			// strconv, not fmt.Sscan: &w would escape, one allocation per
@@ -180,16 +206,32 @@ func (p *pool) update(insts []bulwark.Instance) error {
 	if err := p.set.Update(ms); err != nil {
 		return fmt.Errorf("upstream %s: %w", p.name, err)
 	}
-	p.members = keep
-	p.passive.setEndpoints(insts)
-	if p.active != nil {
+	// IDs are distinct now (Update refused duplicates), so members left
+	// exactly when the kept ones do not account for every old one.
+	var removed []string
+	if len(insts)-len(added)+replaced != len(p.members) {
+		for id, m := range p.members {
+			if m.gen != gen {
+				delete(p.members, id)
+				removed = append(removed, id)
+			}
+		}
+	}
+	addedIDs := make([]string, len(added))
+	for i, m := range added {
+		p.members[m.id] = m
+		addedIDs[i] = m.id
+	}
+	changed := len(added) > 0 || len(removed) > 0
+	p.passive.setEndpoints(insts, addedIDs, removed, changed)
+	if p.active != nil && changed {
 		p.active.setTargets()
 	}
 	return nil
 }
 
 func (p *pool) newMember(id, addr string) (*member, error) {
-	m := &member{addr: hostPort(addr)}
+	m := &member{id: id, addr: hostPort(addr)}
 	if strings.Contains(addr, "://") {
 		u, err := url.Parse(addr)
 		if err != nil {
@@ -286,6 +328,7 @@ func (p *pool) close() {
 		stop()
 	}
 	p.wg.Wait()
+	p.set.Close()
 	if p.transport != nil {
 		p.transport.CloseIdleConnections()
 	}

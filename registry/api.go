@@ -92,6 +92,7 @@ func (n *Node) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/watch/{service}", n.handleWatch)
 	mux.HandleFunc("GET /v1/status", n.handleStatus)
 	mux.HandleFunc("POST /v1/renew", n.write(n.handleRenewBatch))
+	mux.HandleFunc("POST /v1/register", n.write(n.handleRegisterBatch))
 	deny := func(w http.ResponseWriter, status int, msg string) {
 		n.writeJSON(w, status, n.fsm.index(), errorResponse{Error: "registry: " + msg})
 	}

@@ -1,7 +1,9 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +25,14 @@ func TestRenewBatch(t *testing.T) {
 	}
 	// Keep a and b alive past their 1 s TTL with batches through the follower.
 	for range 8 {
-		st, _, body := call(t, "POST", fol+"/v1/renew", "", `{"instances":[{"service":"s","id":"a"},{"service":"s","id":"b"},{"service":"s","id":"gone"}]}`)
+		// A 503 (a leader change: the test's Raft timeouts are short, and
+		// a loaded machine misses them) is retried, as a client would.
+		var st int
+		var body map[string]any
+		tc.waitFor("a batch renewal answered", 10*time.Second, func() bool {
+			st, _, body = call(t, "POST", fol+"/v1/renew", "", `{"instances":[{"service":"s","id":"a"},{"service":"s","id":"b"},{"service":"s","id":"gone"}]}`)
+			return st != http.StatusServiceUnavailable
+		})
 		if st != 200 || body["renewed"] != float64(2) {
 			t.Fatalf("batch renew: %d %v", st, body)
 		}
@@ -76,14 +85,66 @@ func TestDecodeRenewBatchLimit(t *testing.T) {
 	}
 }
 
+// TestParseRenewBatchFast: the reflection-free path takes the usual
+// shapes and leaves everything unusual to encoding/json, which then
+// accepts or rejects it as before.
+func TestParseRenewBatchFast(t *testing.T) {
+	for _, c := range []struct {
+		body string
+		fast bool // taken by the fast path
+		ok   bool // accepted in the end
+		want string
+	}{
+		{`{"instances":[{"service":"s","id":"a"},{"service":"t","id":"b"}]}`, true, true, "s/a t/b"},
+		{" \n{ \"instances\" :\t[ { \"id\" : \"a\" , \"service\":\"s\" } ]\r}\n", true, true, "s/a"},
+		{`{"instances":[]}`, true, true, ""},
+		{`{"instances":[{"service":"s","id":"\u0061"}]}`, false, true, "s/a"},     // an escape: encoding/json decodes it
+		{`{"Instances":[{"Service":"s","ID":"a"}]}`, false, true, "s/a"},          // encoding/json matches keys case-insensitively
+		{`{"instances":[{"service":"s","id":"a","id":"b"}]}`, false, true, "s/b"}, // a repeated key: the last wins
+		{`{"instances":null}`, false, true, ""},
+		{`{"instances":[{"service":"s"}]}`, false, false, ""},
+		{`{"instances":[{"service":"s","id":"a b"}]}`, false, false, ""},
+		{`{"instances":[{"service":"s","id":"a"}]} x`, false, false, ""},
+		{`{"instances":[{"service":"s","id":"a"},]}`, false, false, ""},
+		{`{"instances":[{"service":"s","id":"a"}],"x":1}`, false, false, ""},
+		{`{"instances":[{"service":"s","id":"` + strings.Repeat("a", maxNameLen+1) + `"}]}`, false, false, ""},
+	} {
+		_, fast := parseRenewBatchFast([]byte(c.body), nil)
+		req, err := decodeRenewBatch([]byte(c.body))
+		var got []string
+		for _, k := range req.Instances {
+			got = append(got, k.Service+"/"+k.ID)
+		}
+		if fast != c.fast || (err == nil) != c.ok || (err == nil && strings.Join(got, " ") != c.want) {
+			t.Errorf("%q: fast %v, err %v, got %v; want fast %v, ok %v, %q", c.body, fast, err, got, c.fast, c.ok, c.want)
+		}
+	}
+}
+
 // FuzzDecodeRenewBatch: any body is a valid batch or an ErrInvalid naming
-// a field, never a panic.
+// a field, never a panic; and whatever the fast path accepts, encoding/json
+// decodes to the same instances.
 func FuzzDecodeRenewBatch(f *testing.F) {
 	f.Add([]byte(`{"instances":[{"service":"s","id":"a"},{"service":"t","id":"b"}]}`))
 	f.Add([]byte(`{"instances":[{"service":"s"}]}`))
 	f.Add([]byte(`{"instances":null}`))
 	f.Add([]byte(`[]`))
+	f.Add([]byte(` {"instances" : [ {"id":"a", "service":"s"} , {"service":"s","id":"b"}] } `))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if keys, ok := parseRenewBatchFast(body, nil); ok {
+			var std RenewBatchRequest
+			if err := decodeStrictN(bytes.NewReader(body), &std, maxBatchBytes); err != nil {
+				t.Fatalf("fast path accepted %q, encoding/json: %v", body, err)
+			}
+			if len(keys) != len(std.Instances) {
+				t.Fatalf("%q: fast path %v, encoding/json %v", body, keys, std.Instances)
+			}
+			for i := range keys {
+				if keys[i] != std.Instances[i] {
+					t.Fatalf("%q: fast path %v, encoding/json %v", body, keys, std.Instances)
+				}
+			}
+		}
 		req, err := decodeRenewBatch(body)
 		if err != nil {
 			var fe *FieldError

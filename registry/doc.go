@@ -92,9 +92,11 @@
 // # Concurrency
 //
 // Raft calls the FSM from its own goroutine; readers take the FSM's read
-// lock and copy. The lease table has its own mutex and is touched by the
-// leader's lease loop and by renewal handlers; it is never held while
-// calling Raft. Node goroutines: HTTP server, leadership watcher (which
+// lock and copy. The lease table has two locks of its own (lease.go):
+// renewal handlers hold its RWMutex for reading and store atomic
+// deadlines; the leader's lease loop holds the wheel mutex, and the RWMutex
+// for writing only to add or drop entries (lock order: table, then wheel).
+// Neither is held while calling Raft. Node goroutines: HTTP server, leadership watcher (which
 // owns the lease loop for each term), membership loop; Close stops and
 // waits for all of them.
 package registry

@@ -61,6 +61,10 @@ const (
 	opHealth     = "health" // set state of one incarnation (suspect, back to up)
 	opExpire     = "expire" // remove one incarnation after its lease ran out
 	opMember     = "member" // record a node's HTTP address
+	// opRegisterBatch is many registrations in one entry (Batch holds
+	// opRegister commands): POST /v1/register. Every node must know it
+	// before a client uses it; an older node would skip the entry.
+	opRegisterBatch = "register_batch"
 )
 
 // command is one Raft log entry, JSON-encoded.
@@ -81,6 +85,8 @@ type command struct {
 	// NodeID and HTTPAddr belong to opMember.
 	NodeID   string `json:"node_id,omitempty"`
 	HTTPAddr string `json:"http_addr,omitempty"`
+	// Batch belongs to opRegisterBatch.
+	Batch []command `json:"batch,omitempty"`
 }
 
 // applyResult is what fsm.Apply returns through raft's ApplyFuture.
@@ -188,6 +194,19 @@ func (cat *catalog) apply(c *command, index uint64) applyResult {
 		inst.ModifyIndex = index
 		touch(c.Service)
 		return applyResult{index: index, changed: true, info: inst.clone()}
+	case opRegisterBatch:
+		// Every registration of the batch gets the entry's index as its
+		// RegisterIndex: they are distinct instances (the decoder refuses
+		// a repeated one), so each incarnation stays identified.
+		for i := range c.Batch {
+			if c.Batch[i].Op == opRegister {
+				cat.apply(&c.Batch[i], index)
+			}
+		}
+		if len(c.Batch) == 0 {
+			return applyResult{index: cat.Index}
+		}
+		return applyResult{index: index, changed: true}
 	case opMember:
 		if cat.Members[c.NodeID] == c.HTTPAddr {
 			return applyResult{index: cat.Index}

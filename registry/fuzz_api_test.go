@@ -39,6 +39,10 @@ func FuzzAPI(f *testing.F) {
 		{3, "/v1/watch/a", "", ``, 0},
 		{3, "/v1/status", "", ``, 0},
 		{2, "/v1/nope", "x=%zz", `{`, 1},
+		{2, "/v1/renew", "", `{"instances":[{"service":"a","id":"1"},{"service":"a","id":"2"}]}`, 1},
+		{2, "/v1/renew", "", `{"instances":[{"service":"a","id":"\u0031"}]}`, 1},
+		{2, "/v1/register", "", `{"instances":[{"service":"a","id":"1","address":"h:1","ttl":"2s"},{"service":"b","id":"1","address":"h:2"}]}`, 1},
+		{2, "/v1/register", "", `{"instances":[{"service":"a","id":"1","address":"h:1"},{"service":"a","id":"1","address":"h:1"}]}`, 1},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.path, s.query, []byte(s.body), s.token)

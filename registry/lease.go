@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-go/bulwark"
@@ -12,12 +13,20 @@ import (
 // leaseKey names one instance.
 type leaseKey struct{ service, id string }
 
-// lease is the leader's in-memory view of one incarnation's deadline.
+// lease is the leader's in-memory view of one incarnation's deadline. A
+// new incarnation (re-registration) gets a new lease, so registerIndex
+// never changes once the lease is in the table.
 type lease struct {
+	key           leaseKey
 	registerIndex uint64
-	deadline      time.Time
-	scan          uint64 // last reconcile scan that saw the instance in the catalog
-	due           int64  // wheel slot the entry is queued in (0 = not queued)
+	// deadline is in nanoseconds since the table's epoch (monotonic).
+	// Renewals store it holding only t.mu for reading.
+	deadline atomic.Int64
+
+	// Guarded by t.wmu:
+	scan uint64 // last reconcile scan that saw the instance in the catalog
+	due  int64  // wheel slot the entry is queued in (0 = not queued)
+	gone bool   // no longer in the table (removed or replaced)
 }
 
 // leaseTable holds lease deadlines on the leader. Renewals only touch this
@@ -35,71 +44,159 @@ type lease struct {
 // due), about n / (TTL − renewal interval) per second, instead of a pass
 // over every lease: at 100,000 leases a full pass takes tens of
 // milliseconds (BenchmarkLeaseScan100k), which every 100 ms would be most
-// of a core and would hold the table's lock against renewals. A full
-// reconcile scan with the catalog still runs at the start of a term and
-// every reconcileEvery ticks, as a safety net.
+// of a core. A full reconcile scan with the catalog still runs at the start
+// of a term and every reconcileEvery ticks, as a safety net.
+//
+// Locking. A renewal of a known incarnation holds mu for reading and
+// stores one atomic deadline, so renewals never wait for each other, for a
+// wheel tick or for a reconcile scan (which hold wmu, and mu only for
+// reading): on a busy machine a lock holder that loses its CPU would
+// otherwise stall every renewal behind it. mu is held for writing only to
+// add, replace or drop entries (registrations, the rare expiry). Lock
+// order: mu, then wmu.
 type leaseTable struct {
-	mu     sync.Mutex
-	leases map[leaseKey]lease
-	scans  uint64 // reconcile counter, marks entries seen (no per-scan set)
-	tick   time.Duration
-	wheel  map[int64][]leaseKey
-	last   int64 // last slot processed
+	mu sync.RWMutex
+	// leases is by service, then ID: string-keyed maps hash faster than a
+	// two-string struct key, and a batch (one service's instances listed
+	// together) looks its service up once. Guarded by mu.
+	leases map[string]map[string]*lease
+	count  int       // entries in leases, guarded by mu
+	epoch  time.Time // origin of lease.deadline and of wheel slots
+
+	wmu     sync.Mutex
+	scans   uint64 // reconcile counter, marks entries seen (no per-scan set)
+	tick    time.Duration
+	wheel   map[int64][]*lease
+	last    int64 // last slot processed
+	started bool  // last is set
 }
 
 // reconcileEvery is how many ticks pass between full reconcile scans;
-// scanChunk is how many leases a scan judges per hold of the table's lock.
+// scanChunk is how many leases a scan judges per hold of wmu.
 const (
 	reconcileEvery = 50
 	scanChunk      = 2048
 )
 
 func newLeaseTable() *leaseTable {
-	return &leaseTable{leases: map[leaseKey]lease{}, wheel: map[int64][]leaseKey{}, tick: 100 * time.Millisecond}
+	return &leaseTable{leases: map[string]map[string]*lease{}, wheel: map[int64][]*lease{}, tick: 100 * time.Millisecond, epoch: time.Now()}
 }
 
 // reset forgets every deadline (on gaining or losing leadership).
 func (t *leaseTable) reset() {
 	t.mu.Lock()
+	t.wmu.Lock()
+	for _, m := range t.leases {
+		for _, l := range m {
+			l.gone = true
+		}
+	}
 	clear(t.leases)
+	t.count = 0
 	clear(t.wheel)
-	t.last = 0
+	t.last, t.started = 0, false
+	t.wmu.Unlock()
 	t.mu.Unlock()
 }
 
-// slot is the wheel slot whose processing comes at or after time at.
-func (t *leaseTable) slot(at time.Time) int64 {
-	n := at.UnixNano()
+// mono converts a time to the table's deadline scale.
+func (t *leaseTable) mono(at time.Time) int64 { return int64(at.Sub(t.epoch)) }
+
+// slot is the wheel slot whose processing comes at or after mono time at.
+func (t *leaseTable) slot(at int64) int64 {
 	tk := int64(t.tick)
-	return (n + tk - 1) / tk
+	return (at + tk - 1) / tk
 }
 
-// queue puts l (of key k) in the slot of at, or in the next slot to be
-// processed if that one is past. t.mu is held.
-func (t *leaseTable) queue(k leaseKey, l *lease, at time.Time) {
-	s := max(t.slot(at), t.last+1)
+// queue puts l in the slot of at (mono), or in the next slot to be
+// processed if that one is past. t.wmu is held.
+func (t *leaseTable) queue(l *lease, at int64) {
+	s := t.slot(at)
+	if t.started {
+		s = max(s, t.last+1)
+	}
 	if l.due != 0 && l.due <= s {
 		return // already queued at or before: re-queued then
 	}
 	l.due = s
-	t.wheel[s] = append(t.wheel[s], k)
+	t.wheel[s] = append(t.wheel[s], l)
 }
 
 // renew pushes the deadline of one incarnation to now+ttl.
 func (t *leaseTable) renew(k leaseKey, registerIndex uint64, now time.Time, ttl time.Duration) {
+	d := t.mono(now.Add(ttl))
+	t.mu.RLock()
+	ok := t.renewKnown(k, registerIndex, d)
+	t.mu.RUnlock()
+	if ok {
+		return
+	}
 	t.mu.Lock()
-	t.renewLocked(k, registerIndex, now.Add(ttl))
+	t.wmu.Lock()
+	t.renewLocked(k, registerIndex, d)
+	t.wmu.Unlock()
 	t.mu.Unlock()
 }
 
-func (t *leaseTable) renewLocked(k leaseKey, registerIndex uint64, deadline time.Time) {
-	l, ok := t.leases[k]
-	l.deadline, l.scan = deadline, t.scans
-	if !ok || l.registerIndex != registerIndex {
-		l.registerIndex, l.due = registerIndex, 0
+// get returns the lease of k, or nil. t.mu is held, for reading at least.
+func (t *leaseTable) get(k leaseKey) *lease { return t.leases[k.service][k.id] }
+
+// put sets the lease of k. t.mu is held for writing.
+func (t *leaseTable) put(k leaseKey, l *lease) {
+	m := t.leases[k.service]
+	if m == nil {
+		m = map[string]*lease{}
+		t.leases[k.service] = m
 	}
-	t.queue(k, &l, deadline)
-	t.leases[k] = l
+	if m[k.id] == nil {
+		t.count++
+	}
+	m[k.id] = l
+}
+
+// drop removes the lease of k. t.mu is held for writing.
+func (t *leaseTable) drop(k leaseKey) {
+	m := t.leases[k.service]
+	if _, ok := m[k.id]; !ok {
+		return
+	}
+	delete(m, k.id)
+	t.count--
+	if len(m) == 0 {
+		delete(t.leases, k.service)
+	}
+}
+
+// renewKnown moves the deadline of an incarnation the table already holds
+// and reports whether it did. t.mu is held, for reading at least.
+func (t *leaseTable) renewKnown(k leaseKey, registerIndex uint64, deadline int64) bool {
+	return renewIn(t.leases[k.service], k.id, registerIndex, deadline)
+}
+
+// renewIn is renewKnown within one service's leases.
+func renewIn(svc map[string]*lease, id string, registerIndex uint64, deadline int64) bool {
+	l := svc[id]
+	if l == nil || l.registerIndex != registerIndex {
+		return false
+	}
+	l.deadline.Store(deadline)
+	return true
+}
+
+// renewLocked sets the deadline of one incarnation, adding it (or
+// replacing an older one) if need be. t.mu is held for writing, and t.wmu.
+func (t *leaseTable) renewLocked(k leaseKey, registerIndex uint64, deadline int64) {
+	l := t.get(k)
+	if l == nil || l.registerIndex != registerIndex {
+		if l != nil {
+			l.gone = true
+		}
+		l = &lease{key: k, registerIndex: registerIndex}
+		t.put(k, l)
+	}
+	l.deadline.Store(deadline)
+	l.scan = t.scans
+	t.queue(l, deadline)
 }
 
 // leaseAction is a state change the scan decided to commit.
@@ -108,20 +205,21 @@ type leaseAction struct {
 	expire bool // remove; otherwise mark suspect
 }
 
-// judge decides on one lease at now: nothing yet, suspect, or expire, and
-// re-queues it for its next check. t.mu is held.
-func (t *leaseTable) judge(k leaseKey, l *lease, v leaseView, now time.Time, suspectTimeout time.Duration, acts []leaseAction) []leaseAction {
+// judge decides on one lease at now (mono): nothing yet, suspect, or
+// expire, and re-queues it for its next check. t.wmu is held.
+func (t *leaseTable) judge(l *lease, v leaseView, now int64, suspectTimeout time.Duration, acts []leaseAction) []leaseAction {
+	deadline := l.deadline.Load()
 	switch {
-	case !now.After(l.deadline):
-		t.queue(k, l, l.deadline)
+	case now <= deadline:
+		t.queue(l, deadline)
 	case v.health != bulwark.HealthSuspect:
 		acts = append(acts, leaseAction{leaseView: v})
-		t.queue(k, l, l.deadline.Add(suspectTimeout))
-	case now.After(l.deadline.Add(suspectTimeout)):
+		t.queue(l, deadline+int64(suspectTimeout))
+	case now > deadline+int64(suspectTimeout):
 		acts = append(acts, leaseAction{leaseView: v, expire: true})
-		t.queue(k, l, now.Add(t.tick)) // dropped once the catalog no longer holds it
+		t.queue(l, now+int64(t.tick)) // dropped once the catalog no longer holds it
 	default:
-		t.queue(k, l, l.deadline.Add(suspectTimeout))
+		t.queue(l, deadline+int64(suspectTimeout))
 	}
 	return acts
 }
@@ -132,37 +230,69 @@ func (t *leaseTable) judge(k leaseKey, l *lease, v leaseView, now time.Time, sus
 // of vanished instances are dropped. It returns the instances to mark
 // suspect (deadline passed) and to remove (suspect, and
 // deadline+suspectTimeout passed).
+//
+// The pass holds t.mu only for reading, so renewals go on meanwhile;
+// entries to add or drop are collected and changed afterwards under a
+// short write lock.
 func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.Duration) []leaseAction {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	var acts []leaseAction
+	var fresh []leaseView
+	var stale []*lease
+	mnow := t.mono(now)
+	t.mu.RLock()
+	t.wmu.Lock()
 	t.scans++
-	if t.last == 0 {
-		t.last = t.slot(now) - 1
+	scans := t.scans
+	if !t.started {
+		t.last, t.started = t.slot(mnow)-1, true
 	}
 	for i, v := range views {
 		if i > 0 && i%scanChunk == 0 {
-			// Let renewals in: a pass over 100,000 leases holds the lock
-			// for tens of milliseconds (more on a busy machine), which
-			// would show up as renewal latency.
-			t.mu.Unlock()
-			t.mu.Lock()
+			// Let registrations in: a pass over 100,000 leases takes tens
+			// of milliseconds (more on a busy machine).
+			t.wmu.Unlock()
+			t.mu.RUnlock()
+			t.mu.RLock()
+			t.wmu.Lock()
 		}
-		k := leaseKey{v.service, v.id}
-		l, ok := t.leases[k]
-		if !ok || l.registerIndex != v.registerIndex {
-			t.renewLocked(k, v.registerIndex, now.Add(v.ttl))
+		l := t.get(leaseKey{v.service, v.id})
+		if l == nil || l.registerIndex != v.registerIndex {
+			fresh = append(fresh, v)
 			continue
 		}
-		l.scan = t.scans
-		acts = t.judge(k, &l, v, now, suspectTimeout, acts)
-		t.leases[k] = l
+		l.scan = scans
+		acts = t.judge(l, v, mnow, suspectTimeout, acts)
 	}
-	for k, l := range t.leases {
-		// Renewals since the previous scan are marked with the previous
-		// scan number; keep those (the catalog view may predate them).
-		if l.scan < t.scans-1 {
-			delete(t.leases, k)
+	for _, m := range t.leases {
+		for _, l := range m {
+			// Renewals since the previous scan are marked with the previous
+			// scan number; keep those (the catalog view may predate them).
+			if l.scan+1 < scans {
+				stale = append(stale, l)
+			}
+		}
+	}
+	t.wmu.Unlock()
+	t.mu.RUnlock()
+	if len(fresh) == 0 && len(stale) == 0 {
+		return acts
+	}
+	t.mu.Lock()
+	t.wmu.Lock()
+	defer t.mu.Unlock()
+	defer t.wmu.Unlock()
+	for _, v := range fresh {
+		k := leaseKey{v.service, v.id}
+		// A registration after the catalog was read may have put a newer
+		// incarnation in meanwhile: keep that one.
+		if l := t.get(k); l == nil || l.registerIndex < v.registerIndex {
+			t.renewLocked(k, v.registerIndex, mnow+int64(v.ttl))
+		}
+	}
+	for _, l := range stale {
+		if t.get(l.key) == l && l.scan+1 < scans {
+			t.drop(l.key)
+			l.gone = true
 		}
 	}
 	return acts
@@ -171,35 +301,36 @@ func (t *leaseTable) scan(views []leaseView, now time.Time, suspectTimeout time.
 // dueLease is a lease whose wheel slot came due.
 type dueLease struct {
 	key  leaseKey
+	l    *lease
 	view leaseView
 	ok   bool // the catalog holds the instance
 }
 
 // popDue takes the entries of every slot up to now off the wheel. Entries
 // renewed past now are re-queued at once; the others are returned for the
-// caller to look up in the catalog (without holding t.mu) and settle.
+// caller to look up in the catalog (without holding the table's locks) and
+// settle. It holds only t.wmu: renewals go on meanwhile.
 func (t *leaseTable) popDue(now time.Time, dst []dueLease) []dueLease {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	cur := now.UnixNano() / int64(t.tick)
-	if t.last == 0 {
-		t.last = cur - 1
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	mnow := t.mono(now)
+	cur := mnow / int64(t.tick)
+	if !t.started {
+		t.last, t.started = cur-1, true
 	}
 	take := func(s int64) {
-		keys := t.wheel[s]
+		ls := t.wheel[s]
 		delete(t.wheel, s)
-		for _, k := range keys {
-			l, ok := t.leases[k]
-			if !ok || l.due != s {
+		for _, l := range ls {
+			if l.gone || l.due != s {
 				continue // removed, or queued again elsewhere
 			}
 			l.due = 0
-			if !now.After(l.deadline) {
-				t.queue(k, &l, l.deadline)
+			if d := l.deadline.Load(); mnow <= d {
+				t.queue(l, d)
 			} else {
-				dst = append(dst, dueLease{key: k})
+				dst = append(dst, dueLease{key: l.key, l: l})
 			}
-			t.leases[k] = l
 		}
 	}
 	from := t.last + 1
@@ -226,23 +357,29 @@ func (t *leaseTable) popDue(now time.Time, dst []dueLease) []dueLease {
 // settle judges the leases popDue returned, now that their catalog views
 // are known, and returns the transitions to commit.
 func (t *leaseTable) settle(due []dueLease, now time.Time, suspectTimeout time.Duration) []leaseAction {
+	if len(due) == 0 {
+		return nil
+	}
+	mnow := t.mono(now)
 	t.mu.Lock()
+	t.wmu.Lock()
 	defer t.mu.Unlock()
+	defer t.wmu.Unlock()
 	var acts []leaseAction
 	for _, d := range due {
-		l, ok := t.leases[d.key]
+		l := d.l
 		switch {
-		case !ok || l.due != 0:
-			continue // renewed (and re-queued) meanwhile, or reset
+		case l.gone || l.due != 0:
+			continue // replaced, re-queued meanwhile, or reset
 		case !d.ok:
-			delete(t.leases, d.key) // deregistered or expired
+			t.drop(l.key) // deregistered or expired
+			l.gone = true
 			continue
 		case l.registerIndex != d.view.registerIndex:
-			t.renewLocked(d.key, d.view.registerIndex, now.Add(d.view.ttl)) // a new incarnation: grace
+			t.renewLocked(l.key, d.view.registerIndex, mnow+int64(d.view.ttl)) // a new incarnation: grace
 			continue
 		}
-		acts = t.judge(d.key, &l, d.view, now, suspectTimeout, acts)
-		t.leases[d.key] = l
+		acts = t.judge(l, d.view, mnow, suspectTimeout, acts)
 	}
 	return acts
 }
@@ -265,9 +402,9 @@ func (n *Node) runLeases(ctx context.Context) {
 		}
 	}
 	n.leases.reset() // grace starts now, after catching up
-	n.leases.mu.Lock()
+	n.leases.wmu.Lock()
 	n.leases.tick = n.cfg.LeaseCheckInterval
-	n.leases.mu.Unlock()
+	n.leases.wmu.Unlock()
 	var views []leaseView
 	views = n.fsm.leases(views[:0])
 	n.leases.scan(views, time.Now(), n.cfg.SuspectTimeout) // every lease gets its grace
@@ -330,13 +467,13 @@ func (n *Node) commitLeaseActions(acts []leaseAction) (uncommitted []leaseAction
 // next tick (the wheel would otherwise look at them only at their next
 // deadline).
 func (t *leaseTable) retry(acts []leaseAction, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
+	t.mu.RLock()
+	t.wmu.Lock()
+	defer t.mu.RUnlock()
+	defer t.wmu.Unlock()
 	for _, a := range acts {
-		k := leaseKey{a.service, a.id}
-		if l, ok := t.leases[k]; ok {
-			t.queue(k, &l, now.Add(t.tick))
-			t.leases[k] = l
+		if l := t.get(leaseKey{a.service, a.id}); l != nil {
+			t.queue(l, t.mono(now)+int64(t.tick))
 		}
 	}
 }

@@ -59,12 +59,12 @@ func TestLeaseTableScan(t *testing.T) {
 		// A vanished instance leaves the table (one scan later, so a
 		// renewal racing with the catalog read is not lost).
 		tab.scan(nil, time.Now(), suspectAfter)
-		if len(tab.leases) != 1 {
+		if tab.count != 1 {
 			t.Errorf("table dropped a lease renewed since the previous scan")
 		}
 		tab.scan(nil, time.Now(), suspectAfter)
-		if len(tab.leases) != 0 {
-			t.Errorf("table keeps %d leases of removed instances", len(tab.leases))
+		if tab.count != 0 || len(tab.leases) != 0 {
+			t.Errorf("table keeps %d leases of removed instances", tab.count)
 		}
 	})
 }
@@ -424,7 +424,7 @@ func TestLeaseWheel(t *testing.T) {
 		}
 		tick(3400 * time.Millisecond)
 		tab.mu.Lock()
-		_, hasA := tab.leases[leaseKey{"s", "a"}]
+		hasA := tab.get(leaseKey{"s", "a"}) != nil
 		tab.mu.Unlock()
 		if hasA {
 			t.Fatal("expired instance still in the lease table")

@@ -47,6 +47,7 @@ type Node struct {
 	fwd      *http.Client // forwarding and join requests to other nodes
 
 	leaseReady atomic.Bool // leader's lease loop has caught up
+	renewBufs  sync.Pool   // *renewScratch for batch renewals
 	barrier    readBarrier // coalesces consistent reads' barriers
 	disk       diskspace.Guard
 	ctx        context.Context

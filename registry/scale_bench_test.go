@@ -49,7 +49,7 @@ func BenchmarkRenewBatch1000(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		batch := keys[(i%100)*1000 : (i%100+1)*1000]
-		res, err := n.renewBatch(batch)
+		res, err := n.renewBatch(batch, nil)
 		if err != nil || res.Renewed != 1000 {
 			b.Fatalf("%+v %v", res, err)
 		}
@@ -102,11 +102,14 @@ func BenchmarkLeaseTick100k(b *testing.B) {
 	for b.Loop() {
 		now = now.Add(100 * time.Millisecond)
 		first := (tick % 10) * 10000
-		n.leases.mu.Lock()
+		n.leases.mu.RLock()
+		d := n.leases.mono(now.Add(3 * time.Second))
 		for i, k := range keys[first : first+10000] {
-			n.leases.renewLocked(leaseKey{k.Service, k.ID}, uint64(first+i+1), now.Add(3*time.Second))
+			if !n.leases.renewKnown(leaseKey{k.Service, k.ID}, uint64(first+i+1), d) {
+				b.Fatal("renewal of a known lease missed")
+			}
 		}
-		n.leases.mu.Unlock()
+		n.leases.mu.RUnlock()
 		due = n.leases.popDue(now, due[:0])
 		n.fsm.lookupLeases(due)
 		if acts := n.leases.settle(due, now, 2*time.Second); len(acts) != 0 {

@@ -93,6 +93,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.scale.batch, "scale-batch", 1000, "scale: instances per POST /v1/renew")
 	flag.IntVar(&o.scale.shards, "scale-shards", 100, "scale: renewal goroutines, instances split evenly (100 × 1,000: one batch per goroutine per interval, so one slow batch delays no other)")
 	flag.IntVar(&o.scale.regWorkers, "scale-register-workers", 64, "scale: concurrent registrations while filling the catalog")
+	flag.IntVar(&o.scale.regBatch, "scale-register-batch", 0, "scale: fill the catalog with POST /v1/register batches of this many registrations (0: one PUT /v1/instances each)")
 	flag.DurationVar(&o.scale.window, "scale-window", 20*time.Second, "scale: steady-state measurement window")
 	flag.IntVar(&o.scale.watchers, "scale-watchers", 100, "scale: blocking-query watchers of one service")
 	flag.IntVar(&o.scale.changes, "scale-changes", 10, "scale: changes to the watched service")

@@ -27,6 +27,7 @@ type scaleOpts struct {
 	ttl, every           time.Duration
 	batch, shards        int
 	regWorkers           int
+	regBatch             int // > 0: fill with POST /v1/register batches of this size
 	window               time.Duration
 	watchers, changes    int
 	failoverObserve      time.Duration
@@ -40,21 +41,32 @@ type scaleResult struct {
 	Batch           int     `json:"batch"`
 	RegisterSeconds float64 `json:"register_seconds"`
 	RegisterPerSec  float64 `json:"register_per_second"`
+	RegisterBatch   int     `json:"register_batch,omitempty"`
 
-	WindowSeconds    float64   `json:"window_seconds"`
-	RenewalsPerSec   float64   `json:"renewals_per_second"`
-	BatchesPerSec    float64   `json:"batches_per_second"`
-	BatchP50ms       float64   `json:"batch_p50_ms"`
-	BatchP99ms       float64   `json:"batch_p99_ms"`
-	BatchMaxms       float64   `json:"batch_max_ms"`
-	RenewErrors      int       `json:"renew_errors"`
-	MissingSteady    int       `json:"missing_in_steady_state"`
-	LeaderCPUCores   float64   `json:"leader_cpu_cores"`
-	LeaderRSSMiB     float64   `json:"leader_rss_mib"`
-	FollowerCPUCores []float64 `json:"follower_cpu_cores"`
-	FollowerRSSMiB   []float64 `json:"follower_rss_mib"`
-	DriverCPUCores   float64   `json:"driver_cpu_cores"`
-	LoadAvg          string    `json:"loadavg"`
+	WindowSeconds  float64 `json:"window_seconds"`
+	RenewalsPerSec float64 `json:"renewals_per_second"`
+	BatchesPerSec  float64 `json:"batches_per_second"`
+	BatchP50ms     float64 `json:"batch_p50_ms"`
+	BatchP99ms     float64 `json:"batch_p99_ms"`
+	BatchMaxms     float64 `json:"batch_max_ms"`
+	RenewErrors    int     `json:"renew_errors"`
+	// Breakdown of the batch latency: the leader's own time (its
+	// Server-Timing answer header), the rest of the exchange (network,
+	// HTTP and waiting for a CPU on either side), and the driver's JSON
+	// work; and, for the slowest 1 % of batches, the mean of each stage.
+	ServerP50ms      float64            `json:"server_p50_ms"`
+	ServerP99ms      float64            `json:"server_p99_ms"`
+	OutsideP50ms     float64            `json:"outside_p50_ms"`
+	OutsideP99ms     float64            `json:"outside_p99_ms"`
+	ClientP99ms      float64            `json:"client_json_p99_ms"`
+	TailStagesMs     map[string]float64 `json:"tail_stages_mean_ms"`
+	MissingSteady    int                `json:"missing_in_steady_state"`
+	LeaderCPUCores   float64            `json:"leader_cpu_cores"`
+	LeaderRSSMiB     float64            `json:"leader_rss_mib"`
+	FollowerCPUCores []float64          `json:"follower_cpu_cores"`
+	FollowerRSSMiB   []float64          `json:"follower_rss_mib"`
+	DriverCPUCores   float64            `json:"driver_cpu_cores"`
+	LoadAvg          string             `json:"loadavg"`
 
 	Watchers        int     `json:"watchers"`
 	WatchDeliveries int     `json:"watch_deliveries"`
@@ -76,10 +88,17 @@ type scaleResult struct {
 }
 
 func (r scaleResult) print() {
-	fmt.Printf("  instances %d (ttl %s, renewed every %s in batches of %d), registered in %.1f s (%.0f/s)\n",
-		r.Instances, r.TTL, r.RenewEvery, r.Batch, r.RegisterSeconds, r.RegisterPerSec)
+	how := "one PUT /v1/instances each"
+	if r.RegisterBatch > 0 {
+		how = fmt.Sprintf("POST /v1/register batches of %d", r.RegisterBatch)
+	}
+	fmt.Printf("  instances %d (ttl %s, renewed every %s in batches of %d), registered in %.1f s (%.0f/s, %s)\n",
+		r.Instances, r.TTL, r.RenewEvery, r.Batch, r.RegisterSeconds, r.RegisterPerSec, how)
 	fmt.Printf("  steady %.0f s: %.0f renewals/s (%.0f batches/s), batch latency p50 %.2f p99 %.2f max %.2f ms, errors %d, missing %d\n",
 		r.WindowSeconds, r.RenewalsPerSec, r.BatchesPerSec, r.BatchP50ms, r.BatchP99ms, r.BatchMaxms, r.RenewErrors, r.MissingSteady)
+	fmt.Printf("  batch breakdown: leader p50 %.2f p99 %.2f ms, outside the leader (network, HTTP, CPU wait) p50 %.2f p99 %.2f ms, driver JSON p99 %.2f ms\n",
+		r.ServerP50ms, r.ServerP99ms, r.OutsideP50ms, r.OutsideP99ms, r.ClientP99ms)
+	fmt.Printf("  slowest 1%% of batches, mean ms per stage: %s\n", fmtStages(r.TailStagesMs))
 	fmt.Printf("  leader CPU %.2f cores, RSS %.0f MiB; followers CPU %v, RSS %v MiB; driver CPU %.2f cores; load %s\n",
 		r.LeaderCPUCores, r.LeaderRSSMiB, r.FollowerCPUCores, r.FollowerRSSMiB, r.DriverCPUCores, r.LoadAvg)
 	fmt.Printf("  watch fan-out to %d watchers: %d deliveries (%d missed), write ack p50 %.2f ms, delivery p50 %.2f p99 %.2f max %.2f ms\n",
@@ -111,6 +130,81 @@ func (l *latencies) take() []time.Duration {
 	return out
 }
 
+// batchSample is one measured batch: its latency and the stages of it.
+type batchSample struct {
+	total  time.Duration
+	stages map[string]float64 // ms: client-json, outside, and the leader's Server-Timing stages
+}
+
+// samples collects batch samples from many goroutines.
+type samples struct {
+	mu sync.Mutex
+	s  []batchSample
+}
+
+func (b *samples) add(x batchSample) {
+	b.mu.Lock()
+	b.s = append(b.s, x)
+	b.mu.Unlock()
+}
+
+// parseServerTiming reads "name;dur=ms, …" into m.
+func parseServerTiming(h string, m map[string]float64) {
+	for _, part := range strings.Split(h, ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		for _, p := range strings.Split(params, ";") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(p), "dur="); ok {
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					m[name] = f
+				}
+			}
+		}
+	}
+}
+
+// stageOrder is the order stages are printed in.
+var stageOrder = []string{"client-json", "outside", "read", "decode", "catalog-wait", "catalog", "lease-wait", "lease", "total"}
+
+func fmtStages(m map[string]float64) string {
+	var b strings.Builder
+	for _, k := range stageOrder {
+		if v, ok := m[k]; ok {
+			fmt.Fprintf(&b, "%s %.2f  ", k, v)
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// breakdown fills res's breakdown fields from the window's samples.
+func breakdown(ss []batchSample, res *scaleResult) {
+	if len(ss) == 0 {
+		return
+	}
+	var server, outside, client []time.Duration
+	for _, x := range ss {
+		server = append(server, time.Duration(x.stages["total"]*1e6))
+		outside = append(outside, time.Duration(x.stages["outside"]*1e6))
+		client = append(client, time.Duration(x.stages["client-json"]*1e6))
+	}
+	for _, l := range [][]time.Duration{server, outside, client} {
+		slices.Sort(l)
+	}
+	res.ServerP50ms, res.ServerP99ms = ms(pct(server, 0.5)), ms(pct(server, 0.99))
+	res.OutsideP50ms, res.OutsideP99ms = ms(pct(outside, 0.5)), ms(pct(outside, 0.99))
+	res.ClientP99ms = ms(pct(client, 0.99))
+	slices.SortFunc(ss, func(a, b batchSample) int { return int(a.total - b.total) })
+	tail := ss[len(ss)*99/100:]
+	res.TailStagesMs = map[string]float64{}
+	for _, x := range tail {
+		for k, v := range x.stages {
+			res.TailStagesMs[k] += v / float64(len(tail))
+		}
+	}
+	for k, v := range res.TailStagesMs {
+		res.TailStagesMs[k] = round2(v)
+	}
+}
+
 // shard is one slice of the instances, renewed by one goroutine.
 type shard struct {
 	keys       []registry.InstanceKey
@@ -127,6 +221,7 @@ type scaleRun struct {
 
 	measuring   atomic.Bool
 	lat         latencies
+	samples     samples
 	renewed     atomic.Int64
 	batches     atomic.Int64
 	errs        atomic.Int64
@@ -220,8 +315,14 @@ func (s *scaleRun) renewLoop(ctx context.Context, sh *shard, offset time.Duratio
 func (s *scaleRun) renewBatch(ctx context.Context, keys []registry.InstanceKey) {
 	for attempt := 0; ctx.Err() == nil; attempt++ {
 		t0 := time.Now()
+		body, _ := json.Marshal(registry.RenewBatchRequest{Instances: keys})
+		t1 := time.Now()
+		data, hdr, err := s.post(ctx, s.target(), "/v1/renew", body)
+		t2 := time.Now()
 		var res registry.RenewBatchResponse
-		err := s.do(ctx, http.MethodPost, s.target(), "/v1/renew", registry.RenewBatchRequest{Instances: keys}, &res)
+		if err == nil {
+			err = json.Unmarshal(data, &res)
+		}
 		if err != nil {
 			s.errs.Add(1)
 			s.rediscover(ctx)
@@ -239,6 +340,11 @@ func (s *scaleRun) renewBatch(ctx context.Context, keys []registry.InstanceKey) 
 		}
 		if s.measuring.Load() {
 			s.lat.add(d)
+			st := map[string]float64{}
+			parseServerTiming(hdr.Get("Server-Timing"), st)
+			st["client-json"] = float64(d-t2.Sub(t1)) / 1e6
+			st["outside"] = max(0, float64(t2.Sub(t1))/1e6-st["total"])
+			s.samples.add(batchSample{total: d, stages: st})
 			s.renewed.Add(int64(res.Renewed))
 			s.batches.Add(1)
 		}
@@ -250,6 +356,30 @@ func (s *scaleRun) renewBatch(ctx context.Context, keys []registry.InstanceKey) 
 		}
 		return
 	}
+}
+
+// post sends a JSON body and returns the answer's body and header.
+func (s *scaleRun) post(ctx context.Context, addr, path string, body []byte) ([]byte, http.Header, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.hc.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, nil, fmt.Errorf("POST %s: %s: %s", path, resp.Status, bytes.TrimSpace(data))
+	}
+	return data, resp.Header, nil
 }
 
 // cpuTicks returns a process's user+system clock ticks (100 Hz).
@@ -290,7 +420,7 @@ func loadavg() string {
 
 // runScale runs the scale phase against a fresh cluster c.
 func runScale(ctx context.Context, c *cluster, o scaleOpts) (scaleResult, error) {
-	res := scaleResult{Instances: o.services * o.perService, TTL: o.ttl.String(), RenewEvery: o.every.String(), Batch: o.batch, Watchers: o.watchers}
+	res := scaleResult{RegisterBatch: o.regBatch, Instances: o.services * o.perService, TTL: o.ttl.String(), RenewEvery: o.every.String(), Batch: o.batch, Watchers: o.watchers}
 	s := &scaleRun{c: c, o: o, hc: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}}}
 	defer s.hc.CloseIdleConnections()
 	lead, err := c.leader(ctx)
@@ -329,6 +459,40 @@ func runScale(ctx context.Context, c *cluster, o scaleOpts) (scaleResult, error)
 	t0 := time.Now()
 	for range o.regWorkers {
 		rwg.Go(func() {
+			if o.regBatch > 0 { // POST /v1/register: o.regBatch registrations per Raft entry
+				var batch []job
+				flush := func() {
+					if len(batch) == 0 {
+						return
+					}
+					var req registry.RegisterBatchRequest
+					for _, j := range batch {
+						req.Instances = append(req.Instances, registry.RegisterRequest{Service: s.shards[j.sh].keys[j.i].Service,
+							ID: s.shards[j.sh].keys[j.i].ID, Address: "http://127.0.0.1:9", TTL: registry.Duration(o.ttl)})
+					}
+					for try := 0; ; try++ {
+						if err := s.do(ctx, http.MethodPost, s.target(), "/v1/register", req, nil); err == nil {
+							for _, j := range batch {
+								s.shards[j.sh].registered[j.i].Store(true)
+							}
+							break
+						} else if try > 20 || ctx.Err() != nil {
+							regErr.Add(int64(len(batch)))
+							break
+						}
+						s.rediscover(ctx)
+						time.Sleep(50 * time.Millisecond)
+					}
+					batch = batch[:0]
+				}
+				for j := range jobs {
+					if batch = append(batch, j); len(batch) == o.regBatch {
+						flush()
+					}
+				}
+				flush()
+				return
+			}
 			for j := range jobs {
 				sh := s.shards[j.sh]
 				for try := 0; ; try++ {
@@ -378,6 +542,10 @@ func runScale(ctx context.Context, c *cluster, o scaleOpts) (scaleResult, error)
 	s.measuring.Store(false)
 	el := time.Since(w0).Seconds()
 	lats := s.lat.take()
+	s.samples.mu.Lock()
+	breakdown(s.samples.s, &res)
+	s.samples.s = nil
+	s.samples.mu.Unlock()
 	res.WindowSeconds = el
 	res.RenewalsPerSec = float64(s.renewed.Load()) / el
 	res.BatchesPerSec = float64(s.batches.Load()) / el
@@ -450,7 +618,17 @@ func (s *scaleRun) fanout(ctx context.Context, res *scaleResult) error {
 		time.Sleep(500 * time.Millisecond) // the queries reach their nodes and block
 		t0 := time.Now()
 		start.Store(t0.UnixNano())
-		if err := s.register(ctx, registry.InstanceKey{Service: service, ID: fmt.Sprintf("fan-%d", k)}, time.Hour); err != nil {
+		// A loaded host can lose the leader for a moment: retry, pointing at
+		// whichever node leads (the time counts from the first attempt).
+		var err error
+		for try := 0; try < 100; try++ {
+			if err = s.register(ctx, registry.InstanceKey{Service: service, ID: fmt.Sprintf("fan-%d", k)}, time.Hour); err == nil {
+				break
+			}
+			s.rediscover(ctx)
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
 			return fmt.Errorf("fan-out change %d: %w", k, err)
 		}
 		acks.add(time.Since(t0))

@@ -6,6 +6,7 @@ package diskspace
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -23,15 +24,26 @@ func Free(path string) (uint64, error) {
 // Guard reports whether at least Min bytes are free under Path, asking
 // the kernel at most once per Every (default 250ms) so it can sit on a
 // hot path. The zero Path disables it. Safe for concurrent use.
+//
+// A check between refreshes is one atomic load: no lock, so callers never
+// queue behind one another, nor behind the caller doing the statfs (on a
+// busy machine a lock holder that loses its CPU would stall every write
+// behind it; the registry's renewals go through here 100 times a second at
+// 100,000 instances). While one caller refreshes, the others get the last
+// answer.
 type Guard struct {
 	Path  string
 	Min   uint64
 	Every time.Duration
 
-	mu      sync.Mutex
-	checked time.Time
-	free    uint64
-	err     error
+	last    atomic.Pointer[guardResult]
+	refresh sync.Mutex // one statfs at a time
+}
+
+// guardResult is one statfs verdict.
+type guardResult struct {
+	at  time.Time
+	err error
 }
 
 // Check returns nil when there is room, else an error saying how much is
@@ -44,16 +56,24 @@ func (g *Guard) Check() error {
 	if every <= 0 {
 		every = 250 * time.Millisecond
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now := time.Now(); now.Sub(g.checked) >= every {
-		g.checked = now
-		free, err := Free(g.Path)
-		g.err = nil
-		if err == nil && free < g.Min {
-			g.err = fmt.Errorf("%d bytes free under %s, %d needed", free, g.Path, g.Min)
-		}
-		g.free = free
+	r := g.last.Load()
+	if r != nil && time.Since(r.at) < every {
+		return r.err
 	}
-	return g.err
+	if !g.refresh.TryLock() {
+		if r != nil {
+			return r.err // another caller is refreshing
+		}
+		g.refresh.Lock() // the very first check waits for the answer
+	}
+	defer g.refresh.Unlock()
+	if r = g.last.Load(); r != nil && time.Since(r.at) < every {
+		return r.err
+	}
+	next := &guardResult{at: time.Now()}
+	if free, err := Free(g.Path); err == nil && free < g.Min {
+		next.err = fmt.Errorf("%d bytes free under %s, %d needed", free, g.Path, g.Min)
+	}
+	g.last.Store(next)
+	return next.err
 }

@@ -51,6 +51,14 @@ type Endpoint struct {
 	rampEnd  atomic.Int64  // when slow start ends, ns since epoch; 0 = not ramping
 	requests atomic.Uint64
 	failures atomic.Uint64
+
+	// gone is set when the endpoint leaves its set; a picker kept across
+	// the change (Config.RebuildDelay) skips it.
+	gone atomic.Bool
+	// pos (index in the set's membership) and mark (the last Update that
+	// listed it) belong to Set.Update, under the set's lock.
+	pos  int
+	mark uint64
 }
 
 // ID returns the endpoint's identity within its set (the member's ID, or its

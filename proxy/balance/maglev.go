@@ -68,6 +68,30 @@ func (m Maglev) Build(eps []*Endpoint, rnd *Rand) Picker {
 	return p
 }
 
+// keep implements keeper: the old table goes on serving the new
+// membership eps until the set's deferred rebuild, skipping endpoints that
+// left. It declines (the set rebuilds at once) when half or more of the
+// table's endpoints have left, since their keys would crowd onto their
+// table neighbours.
+func (m Maglev) keep(old Picker, eps []*Endpoint) (Picker, bool) {
+	p, ok := old.(*maglevPicker)
+	if !ok {
+		return nil, false
+	}
+	live := 0
+	for _, e := range p.eps {
+		if !e.gone.Load() {
+			live++
+		}
+	}
+	if 2*live <= len(p.eps) {
+		return nil, false
+	}
+	k := *p
+	k.cur = eps
+	return &k, true
+}
+
 // maglevPicker looks keys up in a prebuilt table.
 type maglevPicker struct {
 	eps         []*Endpoint
@@ -75,6 +99,10 @@ type maglevPicker struct {
 	table       []uint32 // endpoint indices
 	factor      float64
 	totalWeight float64
+	// cur is the set's membership when the table was built for an earlier
+	// one (kept until a deferred rebuild): endpoints of eps that have left
+	// are skipped, and the slow path scans cur. Nil for a fresh table.
+	cur []*Endpoint
 }
 
 // maglevWalk bounds the walk over following slots before the slow path.
@@ -101,23 +129,27 @@ func (p *maglevPicker) Pick(req PickRequest) (*Endpoint, error) {
 			continue
 		}
 		prev = e
-		if req.allowed(e) && p.fits(e, loadCap) {
+		if req.allowed(e) && p.fits(e, loadCap) && (p.cur == nil || !e.gone.Load()) {
 			return e, nil
 		}
 	}
 	// Slow path: scan in membership order from a key-dependent start, first
 	// within the load bound, then ignoring it (the bound is best effort).
-	n := len(p.eps)
+	eps := p.eps
+	if p.cur != nil {
+		eps = p.cur
+	}
+	n := len(eps)
 	for i := range n {
-		e := p.eps[(int(slot)+i)%n]
+		e := eps[(int(slot)+i)%n]
 		if req.allowed(e) && p.fits(e, loadCap) {
 			return e, nil
 		}
 	}
-	if e := scanFrom(p.eps, int(slot%uint64(n)), &req); e != nil {
+	if e := scanFrom(eps, int(slot%uint64(n)), &req); e != nil {
 		return e, nil
 	}
-	return nil, noEndpoint(p.eps, &req)
+	return nil, noEndpoint(eps, &req)
 }
 
 // fits reports whether one more request keeps e within its load bound:

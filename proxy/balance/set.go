@@ -53,6 +53,17 @@ type Config struct {
 	// crush the few healthy ones). Wire it to health.Detector.Panic. It must
 	// be cheap and safe for concurrent use. Default nil: never.
 	Panic func() bool
+	// RebuildDelay lets a [Maglev] table lag behind membership changes, so
+	// that an endpoint joining or leaving costs O(changes) instead of a
+	// table rebuild (milliseconds at 1,000 endpoints, seconds at 100,000)
+	// on the membership source's goroutine. Update then keeps the current
+	// table, whose removed endpoints are skipped at once (their keys walk on
+	// to the next slots, as for an unhealthy endpoint) and whose newcomers
+	// get no hashed keys yet, and a background rebuild follows this long
+	// after the first such change, once for all the changes in between.
+	// Close stops it. Default 0: rebuild within Update. Other policies build
+	// in O(n) without hashing and ignore it.
+	RebuildDelay time.Duration
 }
 
 // Validate reports the first invalid field.
@@ -64,6 +75,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("balance: FailurePenalty %v is outside [1, 1e6]", c.FailurePenalty)
 	case c.SlowStartMin < 0 || c.SlowStartMin > 1:
 		return fmt.Errorf("balance: SlowStartMin %v is outside [0, 1]", c.SlowStartMin)
+	case c.RebuildDelay < 0:
+		return fmt.Errorf("balance: RebuildDelay %v is negative", c.RebuildDelay)
 	}
 	if v, ok := c.Policy.(interface{ Validate() error }); ok {
 		if err := v.Validate(); err != nil {
@@ -92,7 +105,6 @@ type Member struct {
 // snapshot is an immutable view of a set's membership.
 type snapshot struct {
 	eps    []*Endpoint
-	byID   map[string]*Endpoint
 	picker Picker // nil when eps is empty
 }
 
@@ -106,10 +118,18 @@ type Set struct {
 	p      *params
 	rnd    *Rand
 	pool   *atomic.Int64
+	delay  time.Duration // Config.RebuildDelay
 
-	mu    sync.Mutex // serializes Update
-	snap  atomic.Pointer[snapshot]
-	ready bool // an update has happened, so new members slow-start (guarded by mu)
+	mu      sync.Mutex // serializes Update and the rebuild
+	snap    atomic.Pointer[snapshot]
+	ready   bool        // an update has happened, so new members slow-start (guarded by mu)
+	gen     uint64      // Update's generation, marks the endpoints it saw (guarded by mu)
+	rebuild *time.Timer // pending deferred rebuild (guarded by mu)
+	closed  bool        // guarded by mu
+	wg      sync.WaitGroup
+
+	idMu sync.RWMutex         // guards ids; written under mu
+	ids  map[string]*Endpoint // current endpoints by ID, changed in place
 }
 
 // NewSet returns an empty set configured by cfg, or an error if cfg is
@@ -118,7 +138,7 @@ func NewSet(cfg Config) (*Set, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Set{policy: cfg.Policy, panic: cfg.Panic}
+	s := &Set{policy: cfg.Policy, panic: cfg.Panic, delay: cfg.RebuildDelay, ids: map[string]*Endpoint{}}
 	if s.policy == nil {
 		s.policy = P2C{}
 	}
@@ -164,6 +184,13 @@ func cmp0(v, def time.Duration) time.Duration {
 // except in the first update, in slow start. It returns an error, and
 // changes nothing, for a member with neither ID nor Address, a duplicate ID,
 // or a weight outside 0..[MaxWeight].
+//
+// Cost: one pass over members that compares IDs with the current
+// membership in order (a registry lists instances sorted, so one endpoint
+// joining or leaving keeps the two in step), plus work in proportion to
+// what changed: no map is rebuilt. The policy's picker is rebuilt only when
+// membership or weights changed, and a Maglev table not at all within
+// [Config.RebuildDelay].
 func (s *Set) Update(members []Member) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -175,8 +202,17 @@ func (s *Set) Update(members []Member) error {
 		// picker (a Maglev table costs milliseconds to rebuild).
 		return nil
 	}
-	next := &snapshot{eps: make([]*Endpoint, 0, len(members)), byID: make(map[string]*Endpoint, len(members))}
-	for i, m := range members {
+	s.gen++
+	gen := s.gen
+	eps := make([]*Endpoint, len(members))
+	var added []*Endpoint
+	var fresh map[string]struct{} // IDs of added endpoints, for duplicates among them
+	var skipped []*Endpoint       // endpoints of old.eps passed over: left, or listed elsewhere
+	same := len(members) == len(old.eps)
+	reweigh := false
+	j := 0 // next endpoint of old.eps expected in members
+	for i := range members {
+		m := &members[i]
 		id := m.ID
 		if id == "" {
 			id = m.Address
@@ -186,30 +222,152 @@ func (s *Set) Update(members []Member) error {
 			return fmt.Errorf("balance: member %d has neither ID nor Address", i)
 		case m.Weight < 0 || m.Weight > MaxWeight:
 			return fmt.Errorf("balance: member %q: weight %d is outside 0..%d", id, m.Weight, MaxWeight)
-		case next.byID[id] != nil:
+		}
+		w := uint32(max(m.Weight, 1))
+		var e *Endpoint
+		if j < len(old.eps) && old.eps[j].id == id {
+			e = old.eps[j]
+			j++
+		} else if e = s.ids[id]; e != nil && e.pos < len(old.eps) && old.eps[e.pos] == e {
+			// Back in step after an insertion or a removal.
+			if e.pos >= j {
+				skipped = append(skipped, old.eps[j:e.pos]...)
+			}
+			j = e.pos + 1
+		}
+		if e != nil && e.mark == gen {
 			return fmt.Errorf("balance: duplicate member ID %q", id)
 		}
-		e := old.byID[id]
-		if e == nil || e.addr != m.Address {
+		if e != nil && e.addr != m.Address {
+			skipped = append(skipped, e) // a new endpoint under an old ID: the old one leaves
+			e = nil
+		}
+		if e == nil {
+			if _, dup := fresh[id]; dup {
+				return fmt.Errorf("balance: duplicate member ID %q", id)
+			}
+			if fresh == nil {
+				fresh = map[string]struct{}{}
+			}
+			fresh[id] = struct{}{}
 			e = &Endpoint{id: id, addr: m.Address, data: m.Data, p: s.p, pool: s.pool}
-			if s.ready {
-				e.startRamp()
+			e.weight.Store(w)
+			added = append(added, e)
+		} else if e.weight.Load() != w {
+			reweigh = true
+		}
+		e.mark = gen
+		eps[i] = e
+		if same && old.eps[i] != e {
+			same = false
+		}
+	}
+	// Valid: apply. Weights change only now, so a rejected update leaves
+	// the old snapshot's endpoints untouched.
+	var removed []*Endpoint
+	for _, e := range append(skipped, old.eps[min(j, len(old.eps)):]...) {
+		if e.mark != gen {
+			e.mark = gen // counted once
+			removed = append(removed, e)
+		}
+	}
+	for i, e := range eps {
+		if e.pos != i {
+			e.pos = i
+		}
+	}
+	if reweigh {
+		same = false
+		for i, e := range eps {
+			e.weight.Store(uint32(max(members[i].Weight, 1)))
+		}
+	}
+	for _, e := range added {
+		if s.ready {
+			e.startRamp()
+		}
+	}
+	if len(removed) > 0 || len(added) > 0 {
+		same = false
+		s.idMu.Lock()
+		for _, e := range removed {
+			e.gone.Store(true)
+			if s.ids[e.id] == e {
+				delete(s.ids, e.id)
 			}
 		}
-		next.eps = append(next.eps, e)
-		next.byID[id] = e
+		for _, e := range added {
+			s.ids[e.id] = e
+		}
+		s.idMu.Unlock()
 	}
-	// Weights change only after validation passed, so a rejected update
-	// leaves the old snapshot's endpoints untouched.
-	for i, m := range members {
-		next.eps[i].weight.Store(uint32(max(m.Weight, 1)))
+	s.ready = true
+	if same {
+		return nil // same endpoints, order and weights: the picker stands
 	}
-	if len(next.eps) > 0 {
-		next.picker = s.policy.Build(next.eps, s.rnd)
+	next := &snapshot{eps: eps}
+	if len(eps) > 0 {
+		next.picker = s.picker(old.picker, eps)
 	}
 	s.snap.Store(next)
-	s.ready = true
 	return nil
+}
+
+// keeper is implemented by policies whose Build is costly (Maglev): keep
+// returns a picker that serves eps from old's precomputed state until the
+// next rebuild, or false when that would serve eps badly.
+type keeper interface {
+	keep(old Picker, eps []*Endpoint) (Picker, bool)
+}
+
+// picker returns the picker for a new membership eps: the old one kept
+// with a rebuild scheduled (see Config.RebuildDelay), or a new one. s.mu
+// is held.
+func (s *Set) picker(old Picker, eps []*Endpoint) Picker {
+	if k, ok := s.policy.(keeper); ok && s.delay > 0 && old != nil && !s.closed {
+		if p, ok := k.keep(old, eps); ok {
+			if s.rebuild == nil { // one rebuild for all the changes of the delay
+				s.wg.Add(1)
+				s.rebuild = time.AfterFunc(s.delay, s.rebuildNow)
+			}
+			return p
+		}
+	}
+	return s.policy.Build(eps, s.rnd)
+}
+
+// rebuildNow builds the picker for the current membership, off the
+// membership source's goroutine, and swaps it in unless membership changed
+// meanwhile (that change scheduled a rebuild of its own, or built one).
+func (s *Set) rebuildNow() {
+	defer s.wg.Done()
+	s.mu.Lock()
+	s.rebuild = nil
+	sn := s.snap.Load()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed || len(sn.eps) == 0 {
+		return
+	}
+	p := s.policy.Build(sn.eps, s.rnd)
+	s.mu.Lock()
+	if s.snap.Load() == sn {
+		s.snap.Store(&snapshot{eps: sn.eps, picker: p})
+	}
+	s.mu.Unlock()
+}
+
+// Close stops a pending deferred rebuild and waits for one that is
+// running. The set stays usable; later updates rebuild within Update.
+func (s *Set) Close() {
+	s.mu.Lock()
+	s.closed = true
+	if s.rebuild != nil && s.rebuild.Stop() {
+		s.wg.Done()
+	}
+	s.rebuild = nil
+	s.mu.Unlock()
+	s.wg.Wait()
 }
 
 // Pick chooses an endpoint for one try with the set's policy. It returns
@@ -226,7 +384,11 @@ func (s *Set) Pick(req PickRequest) (*Endpoint, error) {
 }
 
 // Get returns the endpoint with the given ID, or nil.
-func (s *Set) Get(id string) *Endpoint { return s.snap.Load().byID[id] }
+func (s *Set) Get(id string) *Endpoint {
+	s.idMu.RLock()
+	defer s.idMu.RUnlock()
+	return s.ids[id]
+}
 
 // SetHealth sets the health of the endpoint with the given ID, reporting
 // whether it exists. Its signature fits the health package's OnChange
