@@ -161,7 +161,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // logGatewayEvents feeds the gateway's endpoint events to the dashboard's
 // event log.
 func logGatewayEvents(events *dashboard.EventLog) func(proxy.Event) {
-	return func(e proxy.Event) { events.Add(eventKind(e.Kind), e.Endpoint+": "+e.Kind+" ("+e.Detail+")") }
+	return func(e proxy.Event) {
+		who := e.Endpoint
+		if who == "" {
+			who = e.Upstream // a route's event (a strict vote's disagreement), not one endpoint's
+		}
+		events.Add(eventKind(e.Kind), who+": "+e.Kind+" ("+e.Detail+")")
+	}
 }
 
 func eventKind(k string) string {
@@ -170,7 +176,7 @@ func eventKind(k string) string {
 		return dashboard.KindEjection
 	case "breaker":
 		return dashboard.KindBreaker
-	case "byzantine":
+	case "byzantine", "disagreement":
 		return dashboard.KindByzantine
 	}
 	return dashboard.KindInfo
