@@ -28,6 +28,8 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -50,6 +52,8 @@ type result struct {
 	MeanMs     float64 `json:"mean_ms"`
 	MaxQueue   int     `json:"max_queue"`
 	MaxSendLag float64 `json:"max_send_lag_ms"` // how late the scheduler itself ran
+	// Codes counts the answers by status code.
+	Codes map[int]int `json:"codes"`
 }
 
 func main() {
@@ -86,8 +90,17 @@ func main() {
 		json.NewEncoder(os.Stdout).Encode(r)
 		return
 	}
-	fmt.Printf("rate=%g seconds=%.2f scheduled=%d ok=%d non2xx=%d errors=%d wrong_body=%d achieved_rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f mean_ms=%.3f max_queue=%d max_send_lag_ms=%.3f\n",
-		r.Rate, r.Seconds, r.Scheduled, r.OK, r.Non2xx, r.Errors, r.Wrong, r.Achieved, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs, r.MeanMs, r.MaxQueue, r.MaxSendLag)
+	codes := make([]int, 0, len(r.Codes))
+	for c := range r.Codes {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	var cs []string
+	for _, c := range codes {
+		cs = append(cs, fmt.Sprintf("%d:%d", c, r.Codes[c]))
+	}
+	fmt.Printf("rate=%g seconds=%.2f scheduled=%d ok=%d non2xx=%d errors=%d wrong_body=%d achieved_rps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f mean_ms=%.3f max_queue=%d max_send_lag_ms=%.3f codes=%s\n",
+		r.Rate, r.Seconds, r.Scheduled, r.OK, r.Non2xx, r.Errors, r.Wrong, r.Achieved, r.P50ms, r.P90ms, r.P99ms, r.P999ms, r.MaxMs, r.MeanMs, r.MaxQueue, r.MaxSendLag, strings.Join(cs, ";"))
 }
 
 // run sends GET url at rate for d and waits for every answer.
@@ -97,7 +110,7 @@ func run(client *http.Client, url string, rate float64, d time.Duration, workers
 	queue := make(chan time.Time, n) // never blocks the scheduler
 	var mu sync.Mutex
 	var h hist
-	res := result{URL: url, Rate: rate, Scheduled: n}
+	res := result{URL: url, Rate: rate, Scheduled: n, Codes: map[int]int{}}
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -108,6 +121,9 @@ func run(client *http.Client, url string, rate float64, d time.Duration, workers
 				status, body, err := get(client, url, buf)
 				lat := time.Since(at)
 				mu.Lock()
+				if err == nil {
+					res.Codes[status]++
+				}
 				switch {
 				case err != nil:
 					res.Errors++

@@ -122,7 +122,7 @@ echo "settings: RATE=$RATE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP" | t
 HZ=$(getconf CLK_TCK)
 ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 kv() { tr ' ' '\n' <"$2" | awk -F= -v k="$1" '$1 == k { print $2 }'; }
-echo "round,target,rate,ok,non2xx,errors,wrong,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,max_send_lag_ms,load1,proxy_cpu_us_per_req" >"$OUT/rows.csv"
+echo "round,target,rate,ok,non2xx,errors,wrong,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,max_send_lag_ms,load1,proxy_cpu_us_per_req,codes" >"$OUT/rows.csv"
 for ((r = 1; r <= ROUNDS; r++)); do
 	order="plain vote3"
 	((r % 2 == 0)) && order="vote3 plain"
@@ -137,7 +137,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
 		c1=$(ticks "$pid")
 		n=$(($(kv ok "$f") + $(kv non2xx "$f")))
 		cpu=$(awk -v c="$((c1 - c0))" -v hz="$HZ" -v n="$n" 'BEGIN { printf "%.1f", (n > 0 ? c / hz / n * 1e6 : 0) }')
-		echo "$r,$t,$RATE,$(kv ok "$f"),$(kv non2xx "$f"),$(kv errors "$f"),$(kv wrong_body "$f"),$(kv p50_ms "$f"),$(kv p90_ms "$f"),$(kv p99_ms "$f"),$(kv p999_ms "$f"),$(kv max_ms "$f"),$(kv max_send_lag_ms "$f"),$load1,$cpu" | tee -a "$OUT/rows.csv"
+		echo "$r,$t,$RATE,$(kv ok "$f"),$(kv non2xx "$f"),$(kv errors "$f"),$(kv wrong_body "$f"),$(kv p50_ms "$f"),$(kv p90_ms "$f"),$(kv p99_ms "$f"),$(kv p999_ms "$f"),$(kv max_ms "$f"),$(kv max_send_lag_ms "$f"),$load1,$cpu,$(kv codes "$f")" | tee -a "$OUT/rows.csv"
 	done
 done
 
