@@ -15,6 +15,7 @@ import (
 
 	"github.com/bulwark-go/bulwark/proxy/balance"
 	"github.com/bulwark-go/bulwark/proxy/vote"
+	"github.com/bulwark-go/bulwark/resilience"
 )
 
 // DefaultVoteMaxBody is the largest answer voted on when Vote.MaxBody is 0.
@@ -91,8 +92,12 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 	var tried balance.Tried
 	results := make(chan ballot, 2*n)
 	cancels := make([]context.CancelFunc, 0, 2*n)
+	strict := rt.vote.quorum == vote.All
 	launch := func() bool {
 		ep, done, err := rt.upstream.pick(r, &tried)
+		if err != nil && strict {
+			ep, done, err = rt.upstream.pickEjected(&tried)
+		}
 		if err != nil {
 			return false
 		}
@@ -271,6 +276,36 @@ func (rt *route) disagreement(explain func() string) {
 	}
 	p := rt.upstream
 	p.events(Event{Kind: "disagreement", Upstream: p.name, Detail: "route " + rt.name + ": replicas disagree, answered 502: " + detail})
+}
+
+// pickEjected picks an endpoint not yet tried among those outlier
+// detection or health checks took out (panic routing, as Envoy does below
+// its panic threshold), for a strict vote that has no routable endpoint
+// left to ask. Strict voting needs every one of the 2f+1 to answer: a
+// replica not asked is a certain refusal, while one ejected for being
+// slow or failing may still answer, and if it fails the refusal is the
+// same. Open breakers are still respected (they protect the upstream).
+// Signature checks still apply to its answer.
+func (p *pool) pickEjected(tried *balance.Tried) (*balance.Endpoint, func(resilience.Outcome), error) {
+	req := balance.PickRequest{Tried: *tried, AnyHealth: true}
+	for range balance.MaxTried {
+		ep, err := p.set.Pick(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := ep.Data().(*member)
+		if m.breaker == nil {
+			return ep, nil, nil
+		}
+		done, err := m.breaker.Allow()
+		if err != nil {
+			req.Tried.Add(ep)
+			tried.Add(ep)
+			continue
+		}
+		return ep, done, nil
+	}
+	return nil, nil, balance.ErrNoEndpoint
 }
 
 // readBallot turns a try into a vote: the key of its status, included

@@ -39,10 +39,16 @@ func votingGateway(t *testing.T, bs ...*backend) (*Gateway, *prometheus.Registry
 // votingGatewayWith is votingGateway with the given vote.
 func votingGatewayWith(t *testing.T, v Vote, bs ...*backend) (*Gateway, *prometheus.Registry, func() []Event) {
 	t.Helper()
+	return votingGatewayUpstream(t, v, Upstream{Name: "u"}, bs...)
+}
+
+// votingGatewayUpstream is votingGatewayWith with the upstream's config.
+func votingGatewayUpstream(t *testing.T, v Vote, up Upstream, bs ...*backend) (*Gateway, *prometheus.Registry, func() []Event) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	var mu sync.Mutex
 	var events []Event
-	cfg := Config{Routes: []Route{{Name: "r", Upstream: "u", Vote: v}}, Upstreams: []Upstream{{Name: "u"}}}
+	cfg := Config{Routes: []Route{{Name: "r", Upstream: "u", Vote: v}}, Upstreams: []Upstream{up}}
 	for _, b := range bs {
 		cfg.Upstreams[0].Endpoints = append(cfg.Upstreams[0].Endpoints, Endpoint{URL: b.URL})
 	}
@@ -370,5 +376,50 @@ func TestStrictVoteOutcomes(t *testing.T) {
 			}
 			t.Fatal("the failing replica was never asked: the case proves nothing")
 		})
+	}
+}
+
+// A strict vote asks an ejected replica when no routable one is left: a
+// replica not asked is a certain refusal, one ejected for failing may
+// answer again (and is still only believed if it agrees).
+func TestStrictVoteAsksEjectedReplicas(t *testing.T) {
+	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
+	answer(a, "x")
+	answer(b, "x")
+	c.set(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) })
+	// The breaker off: it would (rightly) open on c's past failures and
+	// keep it out; this test is about ejection.
+	gw, _, events := votingGatewayUpstream(t, Vote{F: 1, Quorum: "all"}, Upstream{Name: "u", Breaker: Breaker{Disabled: true}}, a, b, c)
+	ejected := func() bool {
+		for _, e := range events() {
+			if e.Kind == "ejected" && strings.HasPrefix(e.Endpoint, c.URL) {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; !ejected(); i++ {
+		if i == 100 {
+			t.Fatal("the failing replica was not ejected after 100 reads")
+		}
+		if w := do(gw, "GET", "http://gw/x", nil); w.Code != 502 || w.Header().Get("X-Bulwark-Vote") != "incomplete" {
+			t.Fatalf("read %d with a replica answering 503: %d %q", i, w.Code, w.Header().Get("X-Bulwark-Vote"))
+		}
+	}
+	// It recovers while still ejected: strict reads answer again.
+	answer(c, "x")
+	before := c.hits.Load()
+	for i := range 5 {
+		if w := do(gw, "GET", "http://gw/x", nil); w.Code != 200 || w.Header().Get("X-Bulwark-Vote") != "3/3" {
+			t.Fatalf("read %d after the ejected replica recovered: %d %q %q", i, w.Code, w.Header().Get("X-Bulwark-Vote"), w.Body.String())
+		}
+	}
+	if c.hits.Load()-before != 5 {
+		t.Fatalf("the ejected replica was asked %d times for 5 reads", c.hits.Load()-before)
+	}
+	// An ejected replica that disagrees is still refused.
+	answer(c, "y")
+	if w := do(gw, "GET", "http://gw/x", nil); w.Code != 502 || w.Header().Get("X-Bulwark-Vote") != "disagree" {
+		t.Fatalf("an ejected replica's different answer: %d %q %q", w.Code, w.Header().Get("X-Bulwark-Vote"), w.Body.String())
 	}
 }
