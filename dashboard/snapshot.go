@@ -65,6 +65,8 @@ type Service struct {
 	// Balance names the balancing policy, e.g. "p2c-ewma" (optional).
 	Balance   string     `json:"balance,omitempty"`
 	Instances []Instance `json:"instances"`
+	// TLS is true when the gateway reaches the instances over mutual TLS.
+	TLS bool `json:"tls,omitempty"`
 }
 
 // Instance is one replica as the gateway and the registry see it.
@@ -97,6 +99,8 @@ type Registry struct {
 	// Stale is true when the view comes from a last-known-good cache
 	// rather than a live leader.
 	Stale bool `json:"stale,omitempty"`
+	// TLS is true when the nodes' API and Raft run over mutual TLS.
+	TLS bool `json:"tls,omitempty"`
 }
 
 // Node is one registry node.

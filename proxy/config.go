@@ -106,13 +106,21 @@ type Route struct {
 // counted, reported as an event). No majority answers 502. Voting holds
 // while at most f replicas are wrong at once and their state is
 // independent; with fewer than 2f+1 healthy endpoints it votes among
-// those left, still needing f+1 that agree.
+// those left, still needing f+1 that agree. Quorum "all" trades
+// availability for safety beyond f: see docs/byzantine.md.
 type Vote struct {
 	// F is the number of wrong replicas to outvote: 1 (3 replicas), 2
 	// (5) or 3 (7). 0 turns voting off (default).
 	F int `yaml:"f"`
 	// Replicas is another way to say F: 3, 5 or 7 (2f+1).
 	Replicas int `yaml:"replicas"`
+	// Quorum is how many of the 2f+1 answers must agree: "majority"
+	// (default: f+1; tolerates f wrong replicas, but more than f that
+	// tell the same lie win) or "all" (strict: all 2f+1 must agree, else
+	// 502 — even 2f identical liars cannot win while one honest replica
+	// answers, but every single wrong or missing answer is a refused
+	// read, and nobody is ejected for disagreeing).
+	Quorum string `yaml:"quorum"`
 	// IncludeHeaders are response headers that must agree too (e.g.
 	// ETag). Others (Date, Server, per-instance headers) never take part.
 	IncludeHeaders []string `yaml:"include_headers"`
@@ -619,6 +627,12 @@ func validateRoute(v *validator, p string, r *Route) {
 		if vo.MaxBody < 0 {
 			v.add(p+".vote.max_body", "must not be negative")
 		}
+	}
+	switch q := r.Vote.Quorum; {
+	case q != "" && q != "majority" && q != "all":
+		v.add(p+".vote.quorum", "unknown %q: use majority (f+1 of 2f+1, the default) or all (strict: every replica must agree)", q)
+	case q != "" && r.Vote.F == 0 && r.Vote.Replicas == 0:
+		v.add(p+".vote.quorum", "set without vote.f or vote.replicas: voting is off")
 	}
 	t := r.Timeouts
 	if t.Connect < 0 || t.PerTry < 0 || t.Total < 0 {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -72,7 +73,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m.ejections = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
 		Name: "ejections_total", Help: "Endpoints ejected by outlier detection, by upstream and reason."}, []string{"upstream", "reason"})
 	m.votes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
-		Name: "votes_total", Help: "Voted requests, by route and result: unanimous, majority (some replica outvoted) or no_majority."}, []string{"route", "result"})
+		Name: "votes_total", Help: "Voted requests, by route and result: unanimous, majority (some replica outvoted), no_majority, and for quorum all (strict) disagreement (answers differed) or incomplete (not every replica answered)."}, []string{"route", "result"})
 	m.byzantine = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "bulwark", Subsystem: "gateway",
 		Name: "byzantine_total", Help: "Answers outvoted by the other replicas (Byzantine outcomes), by upstream."}, []string{"upstream"})
 	reg.MustRegister(m.requests, m.duration, m.tries, m.tryDur, m.retries, m.hedges, m.exhausted, m.ejections, m.votes, m.byzantine)
@@ -158,6 +159,12 @@ func (pm *poolMetrics) byzantine() {
 // vote counts a voted request by its result.
 func (m *metrics) vote(route string, out vote.Outcome, tl *vote.Tally) {
 	result := "no_majority"
+	switch {
+	case errors.Is(out.Err, vote.ErrDisagree):
+		result = "disagreement"
+	case errors.Is(out.Err, vote.ErrIncomplete):
+		result = "incomplete"
+	}
 	if out.Winner >= 0 {
 		result = "unanimous"
 		tl.Dissenters(func(vote.Ballot) { result = "majority" })

@@ -21,6 +21,10 @@ func BenchmarkPlain(b *testing.B) { benchVoting(b, Vote{}) }
 // BenchmarkVote3 is BenchmarkPlain with voting over 3 replicas.
 func BenchmarkVote3(b *testing.B) { benchVoting(b, Vote{F: 1}) }
 
+// BenchmarkVote3Strict is BenchmarkVote3 with quorum all: every read
+// waits for all three answers instead of the first two that agree.
+func BenchmarkVote3Strict(b *testing.B) { benchVoting(b, Vote{F: 1, Quorum: "all"}) }
+
 func benchVoting(b *testing.B, v Vote) {
 	body := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz0123456789"), 3)[:100]
 	digest := ContentDigest(body)

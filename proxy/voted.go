@@ -8,10 +8,14 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/bulwark-go/bulwark/proxy/balance"
 	"github.com/bulwark-go/bulwark/proxy/vote"
+	"github.com/bulwark-go/bulwark/resilience"
 )
 
 // DefaultVoteMaxBody is the largest answer voted on when Vote.MaxBody is 0.
@@ -23,8 +27,15 @@ var errVoteTooLarge = errors.New("answer too large to vote on (raise vote.max_bo
 // voting is a route's compiled Vote.
 type voting struct {
 	f       int
+	quorum  vote.Quorum
 	include []string // canonical header names
 	maxBody int64
+
+	// Disagreement events are limited to one a second per route (the
+	// rest are counted into the next one): with two liars every read
+	// disagrees, and the event log would hold nothing else.
+	lastEvent  atomic.Int64 // unix nanoseconds of the last event
+	suppressed atomic.Int64
 }
 
 func compileVote(v Vote) *voting {
@@ -33,6 +44,9 @@ func compileVote(v Vote) *voting {
 		return nil
 	}
 	vt := &voting{f: f, maxBody: int64(v.MaxBody)}
+	if v.Quorum == "all" {
+		vt.quorum = vote.All
+	}
 	if vt.maxBody == 0 {
 		vt.maxBody = DefaultVoteMaxBody
 	}
@@ -68,7 +82,7 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 	rt.budget.Request()
 	defer rt.budget.Done()
 	tl := tallyPool.Get().(*vote.Tally)
-	if err := tl.Reset(rt.vote.f); err != nil {
+	if err := tl.Reset(rt.vote.f, rt.vote.quorum); err != nil {
 		return nil, nil, err
 	}
 	n := tl.N()
@@ -78,8 +92,12 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 	var tried balance.Tried
 	results := make(chan ballot, 2*n)
 	cancels := make([]context.CancelFunc, 0, 2*n)
+	strict := rt.vote.quorum == vote.All
 	launch := func() bool {
 		ep, done, err := rt.upstream.pick(r, &tried)
+		if err != nil && strict {
+			ep, done, err = rt.upstream.pickEjected(&tried)
+		}
 		if err != nil {
 			return false
 		}
@@ -155,8 +173,12 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 	}
 	rt.gw.metrics.vote(rt.name, out, tl)
 	if winner == nil {
+		err := &voteError{err: out.Err, detail: explainVote(tl, ballots, false)}
+		if errors.Is(out.Err, vote.ErrDisagree) {
+			rt.disagreement(func() string { return explainVote(tl, ballots, true) })
+		}
 		tallyPool.Put(tl)
-		return nil, nil, out.Err
+		return nil, nil, err
 	}
 	inner, outer := winner.cancel, cancels[ballots[tl.Ballots()[out.Winner].Endpoint].idx]
 	winner.cancel = func() {
@@ -166,6 +188,124 @@ func (rt *route) voted(ctx context.Context, r *http.Request) (*try, *vote.Tally,
 		outer()
 	}
 	return winner, tl, nil
+}
+
+// voteError is a refused vote with what the ballots were.
+type voteError struct {
+	err    error // vote.ErrNoMajority, ErrDisagree or ErrIncomplete
+	detail string
+}
+
+func (e *voteError) Error() string { return e.err.Error() + ": " + e.detail }
+func (e *voteError) Unwrap() error { return e.err }
+
+// explainVote describes a refused vote's ballots: each distinct answer
+// by status and the first 12 hex digits of its key (a hash: no body
+// leaks), how many gave it, and the failed ballots. With endpoints (for
+// the event log, not for the client: the 502 body must not publish the
+// upstreams' addresses) it names who gave each answer. The ballots are
+// those received until the refusal: a strict vote refuses at the first
+// difference without waiting for the rest.
+func explainVote(tl *vote.Tally, ballots []ballot, endpoints bool) string {
+	var groups [vote.MaxReplicas]vote.Group
+	gs, failed := tl.Groups(groups[:0])
+	var b strings.Builder
+	for i, g := range gs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		t := ballots[tl.Ballots()[g.First].Endpoint].t
+		fmt.Fprintf(&b, "%d × status %d sha256:%x", g.Count, t.resp.StatusCode, g.Key[:6])
+		if !endpoints {
+			continue
+		}
+		sep := " ("
+		for _, vb := range tl.Ballots() {
+			if vb.Err == nil && vb.Key == g.Key {
+				b.WriteString(sep)
+				b.WriteString(ballots[vb.Endpoint].t.ep.ID())
+				sep = ", "
+			}
+		}
+		b.WriteString(")")
+	}
+	if failed > 0 {
+		if len(gs) > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%d without an answer (", failed)
+		sep := ""
+		for _, vb := range tl.Ballots() {
+			if vb.Err == nil {
+				continue
+			}
+			b.WriteString(sep)
+			sep = ", "
+			if vb.Endpoint < 0 {
+				b.WriteString("no endpoint left to ask")
+				continue
+			}
+			bt := ballots[vb.Endpoint].t
+			b.WriteString(bt.kind.String())
+			if endpoints {
+				b.WriteString(" from " + bt.ep.ID() + ": " + vb.Err.Error())
+			}
+		}
+		b.WriteString(")")
+	}
+	if asked := len(tl.Ballots()); asked < tl.N() {
+		fmt.Fprintf(&b, "; %d of %d not waited for", tl.N()-asked, tl.N())
+	}
+	return b.String()
+}
+
+// disagreement reports a strict vote refused because the replicas
+// disagree: an event (at most one a second per route, with the count of
+// those left out), never an ejection (the minority may be the honest
+// replica).
+func (rt *route) disagreement(explain func() string) {
+	now := time.Now().UnixNano()
+	last := rt.vote.lastEvent.Load()
+	if now-last < int64(time.Second) || !rt.vote.lastEvent.CompareAndSwap(last, now) {
+		rt.vote.suppressed.Add(1)
+		return
+	}
+	detail := explain()
+	if n := rt.vote.suppressed.Swap(0); n > 0 {
+		detail += fmt.Sprintf(" (and %d more disagreements in the last second)", n)
+	}
+	p := rt.upstream
+	p.events(Event{Kind: "disagreement", Upstream: p.name, Detail: "route " + rt.name + ": replicas disagree, answered 502: " + detail})
+}
+
+// pickEjected picks an endpoint not yet tried among those outlier
+// detection or health checks took out (panic routing, as Envoy does below
+// its panic threshold), for a strict vote that has no routable endpoint
+// left to ask. Strict voting needs every one of the 2f+1 to answer: a
+// replica not asked is a certain refusal, while one ejected for being
+// slow or failing may still answer, and if it fails the refusal is the
+// same. Open breakers are still respected (they protect the upstream).
+// Signature checks still apply to its answer.
+func (p *pool) pickEjected(tried *balance.Tried) (*balance.Endpoint, func(resilience.Outcome), error) {
+	req := balance.PickRequest{Tried: *tried, AnyHealth: true}
+	for range balance.MaxTried {
+		ep, err := p.set.Pick(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		m := ep.Data().(*member)
+		if m.breaker == nil {
+			return ep, nil, nil
+		}
+		done, err := m.breaker.Allow()
+		if err != nil {
+			req.Tried.Add(ep)
+			tried.Add(ep)
+			continue
+		}
+		return ep, done, nil
+	}
+	return nil, nil, balance.ErrNoEndpoint
 }
 
 // readBallot turns a try into a vote: the key of its status, included
@@ -225,12 +365,21 @@ func (p *pool) byzantine(ep *balance.Endpoint, why string) {
 func (rt *route) serveVoted(ctx context.Context, w http.ResponseWriter, r *http.Request) (*try, int) {
 	t, tl, err := rt.voted(ctx, r)
 	if err != nil {
-		msg := "no majority: the replicas' answers disagree, so none can be trusted; retry later"
-		if !errors.Is(err, vote.ErrNoMajority) {
-			msg = err.Error()
+		msg, tag := err.Error(), "error"
+		var ve *voteError
+		switch {
+		case errors.Is(err, vote.ErrDisagree):
+			msg, tag = "the replicas disagree: quorum is all (strict), and not every replica gave the same answer, so none can be trusted; retry later", "disagree"
+		case errors.Is(err, vote.ErrIncomplete):
+			msg, tag = "not every replica answered: quorum is all (strict), and a replica that did not answer might disagree, so none can be trusted; retry later", "incomplete"
+		case errors.Is(err, vote.ErrNoMajority):
+			msg, tag = "no majority: the replicas' answers disagree, so none can be trusted; retry later", "no-majority"
+		}
+		if errors.As(err, &ve) && ve.detail != "" {
+			msg += "\nanswers: " + ve.detail
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Bulwark-Vote", "no-majority")
+		w.Header().Set("X-Bulwark-Vote", tag)
 		w.WriteHeader(http.StatusBadGateway)
 		fmt.Fprintln(w, msg)
 		return &try{err: err, kind: failOther}, http.StatusBadGateway

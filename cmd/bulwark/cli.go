@@ -29,7 +29,7 @@ type commandHelp struct {
 var helps = map[string]commandHelp{
 	"up": {"bulwark up [flags]",
 		"Runs the whole system on this machine with embedded defaults: a registry node, the gateway,\ndurable delivery, the dashboard, three demo replicas and a gentle traffic generator.",
-		"bulwark up\n  bulwark up --listen 127.0.0.1:9080 --dashboard 127.0.0.1:9081 --traffic=false\n  bulwark up --config bulwark.yaml       # your own config, with the dashboard"},
+		"bulwark up\n  bulwark up --tls                       # mutual TLS between the parts, certificates from its own CA\n  bulwark up --listen 127.0.0.1:9080 --dashboard 127.0.0.1:9081 --traffic=false\n  bulwark up --config bulwark.yaml       # your own config, with the dashboard"},
 	"proxy": {"bulwark proxy --listen ADDR --to URL [--to URL ...] [flags]",
 		"The one-liner gateway, fault-tolerant by default: P2C-EWMA balancing, outlier ejection,\nretries on another endpoint within a retry budget, per-try timeouts, Content-Digest checks.",
 		"bulwark proxy --listen :8080 --to http://10.0.0.1:9000 --to http://10.0.0.2:9000\n  bulwark proxy --to http://a:9000 --to http://b:9000 --health /healthz --hedge p95\n  BULWARK_PROXY_LISTEN=:8080 bulwark proxy --to http://a:9000"},

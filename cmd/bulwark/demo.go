@@ -37,7 +37,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var tlsFiles pki.Files
 	fs.StringVar(&tlsFiles.Cert, "tls-cert", "", "serve HTTPS with this certificate (PEM), requiring client certificates signed by --tls-ca")
 	fs.StringVar(&tlsFiles.Key, "tls-key", "", "the certificate's key (PEM)")
-	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "the CA whose client certificates are accepted (PEM)")
+	fs.StringVar(&tlsFiles.CA, "tls-ca", "", "the CA whose client certificates are accepted (PEM); with --registry, the replica also registers over mTLS with this certificate")
 	signKey := fs.String("sign-key", "", "sign every answer (RFC 9421, Ed25519) with this key (bulwark ca sign-key writes one); its public key is registered as sig-key metadata")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -78,7 +78,16 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		supervise.Spec{Name: "loops", Service: loops.sup},
 		supervise.Spec{Name: "http", Service: &httpService{ln: ln, addr: ln.Addr().String(), handler: handler}})
 	if *registryAddr != "" {
-		c, err := registry.NewClient(registry.ClientConfig{Addrs: strings.Split(*registryAddr, ","), Token: os.Getenv("BULWARK_REGISTRY_TOKEN"), Run: loops.run})
+		rc := registry.ClientConfig{Addrs: strings.Split(*registryAddr, ","), Token: os.Getenv("BULWARK_REGISTRY_TOKEN"), Run: loops.run}
+		if tlsCfg != nil {
+			// A replica under mTLS registers over mTLS too, with the same
+			// certificate (pki issues every leaf for both ends of a hop).
+			if rc.TLS, err = tlsFiles.ClientConfig(); err != nil {
+				ln.Close()
+				return err
+			}
+		}
+		c, err := registry.NewClient(rc)
 		if err != nil {
 			ln.Close()
 			return err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark/dashboard"
+	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/supervise"
 )
 
@@ -41,6 +43,11 @@ type fleet struct {
 	sup      *supervise.Supervisor
 	// intensity is each replica supervisor's config (replicaIntensity).
 	intensity supervise.Config
+	// tls, when set, makes each replica serve mTLS (and register over
+	// it) with these files; client then carries the fleet's own
+	// certificate to reach the replicas' fault switch.
+	tls    *pki.Files
+	client *http.Client
 
 	mu       sync.Mutex
 	replicas map[string]*replica
@@ -68,7 +75,7 @@ var replicaIntensity = supervise.Config{MaxRestarts: 8, Period: 30 * time.Second
 	Backoff: 50 * time.Millisecond, MaxBackoff: 2 * time.Second, BackoffReset: 500 * time.Millisecond, Shutdown: 3 * time.Second}
 
 func newFleet(exe, registry, service string, logger io.Writer) *fleet {
-	return &fleet{exe: exe, registry: registry, service: service, logger: logger, intensity: replicaIntensity,
+	return &fleet{exe: exe, registry: registry, service: service, logger: logger, intensity: replicaIntensity, client: http.DefaultClient,
 		sup:      supervise.New(supervise.Config{Name: "fleet", MaxRestarts: -1, Shutdown: 5 * time.Second}),
 		replicas: map[string]*replica{}}
 }
@@ -121,7 +128,14 @@ func (f *fleet) add(id string, seed int) error {
 	return f.sup.Add(supervise.Spec{Name: id, Service: sub, Restart: supervise.Temporary, Shutdown: 5 * time.Second})
 }
 
-var listenRE = regexp.MustCompile(`listening on (http://(\S+))`)
+// useTLS makes the replicas serve (and register) under mTLS with
+// replica's files, and the fleet reach them with client's.
+func (f *fleet) useTLS(replica pki.Files, client *tls.Config) {
+	f.tls = &replica
+	f.client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: client}}
+}
+
+var listenRE = regexp.MustCompile(`listening on (https?://(\S+))`)
 
 // replicaProcess is the supervised child: one `bulwark demo` process per
 // Serve.
@@ -138,8 +152,12 @@ func (p *replicaProcess) Serve(ctx context.Context) error {
 	f.mu.Lock()
 	addr := r.addr
 	f.mu.Unlock()
-	cmd := exec.Command(f.exe, "demo", "--id", r.id, "--seed", fmt.Sprint(r.seed),
-		"--registry", f.registry, "--service", f.service, "--listen", addr)
+	args := []string{"demo", "--id", r.id, "--seed", fmt.Sprint(r.seed),
+		"--registry", f.registry, "--service", f.service, "--listen", addr}
+	if f.tls != nil {
+		args = append(args, "--tls-cert", f.tls.Cert, "--tls-key", f.tls.Key, "--tls-ca", f.tls.CA)
+	}
+	cmd := exec.Command(f.exe, args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = f.logger
 	lines := &firstLine{c: make(chan string, 1)}
@@ -295,7 +313,7 @@ func (f *fleet) SetFault(ctx context.Context, id string, fault dashboard.Fault) 
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		return fmt.Errorf("replica %s: %w", id, err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulwark-go/bulwark/config"
 	"github.com/bulwark-go/bulwark/dashboard"
+	"github.com/bulwark-go/bulwark/pki"
 	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/bulwark-go/bulwark/supervise"
 )
@@ -39,6 +40,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	traffic := fs.Bool("traffic", true, "start the built-in traffic generator (switchable in the dashboard)")
 	rate := fs.Float64("rate", 50, "traffic generator requests per second")
 	cfgPath := fs.String("config", "", "run this config file (with the dashboard) instead of the demo system")
+	useTLS := fs.Bool("tls", false, "mutual TLS between the parts: a CA in DIR/pki issues certificates for the gateway, the registry and the replicas; gateway → replica and replica/gateway → registry traffic (API and Raft) then runs over mTLS")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -56,7 +58,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	events := dashboard.NewEventLog(256)
 
+	if *useTLS && *cfgPath != "" {
+		return fmt.Errorf("%w: --tls runs the demo system under mTLS; with --config, put tls: sections in the config file (docs/config.md)", errUsage)
+	}
 	var f *config.File
+	var pkiDir string
 	if *cfgPath != "" {
 		var err error
 		if f, err = config.Load(*cfgPath); err != nil {
@@ -71,6 +77,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		f = demoConfig(*dir, *listen, st)
+		if *useTLS {
+			if pkiDir, err = upPKI(filepath.Join(*dir, "pki")); err != nil {
+				return err
+			}
+			f.Registry.TLS = pki.FilesFor(pkiDir, "registry")
+			f.Upstreams[0].TLS = pki.FilesFor(pkiDir, "gateway")
+		}
 	}
 	loops := newLoopRunner()
 	c, err := startComponentsWith(ctx, f, logger, logGatewayEvents(events), loops)
@@ -91,13 +104,20 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Observer: treeObserver(logger, events, c.reg)})
 	var fl *fleet
 	var gen *trafficGen
-	src := &upSource{c: c, tree: root}
+	src := &upSource{c: c, tree: root, tls: pkiDir != ""}
 	if *cfgPath == "" {
 		exe, err := os.Executable()
 		if err != nil {
 			return err
 		}
 		fl = newFleet(exe, c.node.HTTPAddr(), "demo", stderr)
+		if pkiDir != "" {
+			clientTLS, err := pki.FilesFor(pkiDir, "dashboard").ClientConfig()
+			if err != nil {
+				return err
+			}
+			fl.useTLS(pki.FilesFor(pkiDir, "demo"), clientTLS)
+		}
 		for i := 1; i <= *replicas; i++ {
 			if err := fl.add(fmt.Sprintf("demo-%d", i), i); err != nil {
 				return err
@@ -138,6 +158,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.node != nil {
 		fmt.Fprintf(stdout, "registry   %s\n", c.registryURL)
 	}
+	if pkiDir != "" {
+		fmt.Fprintf(stdout, "mtls       CA %s (gateway → replicas, replicas and gateway → registry, registry Raft)\n", filepath.Join(pkiDir, pki.CACertFile))
+		events.Add(dashboard.KindInfo, "mutual TLS on: gateway → replicas, replicas and gateway → registry, registry Raft; CA "+filepath.Join(pkiDir, pki.CACertFile))
+	}
 	if fl != nil {
 		if err := waitRoutable(ctx, c.gateway, *replicas, 20*time.Second); err != nil {
 			return err
@@ -161,7 +185,13 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // logGatewayEvents feeds the gateway's endpoint events to the dashboard's
 // event log.
 func logGatewayEvents(events *dashboard.EventLog) func(proxy.Event) {
-	return func(e proxy.Event) { events.Add(eventKind(e.Kind), e.Endpoint+": "+e.Kind+" ("+e.Detail+")") }
+	return func(e proxy.Event) {
+		who := e.Endpoint
+		if who == "" {
+			who = e.Upstream // a route's event (a strict vote's disagreement), not one endpoint's
+		}
+		events.Add(eventKind(e.Kind), who+": "+e.Kind+" ("+e.Detail+")")
+	}
 }
 
 func eventKind(k string) string {
@@ -170,7 +200,7 @@ func eventKind(k string) string {
 		return dashboard.KindEjection
 	case "breaker":
 		return dashboard.KindBreaker
-	case "byzantine":
+	case "byzantine", "disagreement":
 		return dashboard.KindByzantine
 	}
 	return dashboard.KindInfo
@@ -219,6 +249,29 @@ func demoConfig(dir, listen string, st upState) *config.File {
 	}
 }
 
+// upPKI makes sure dir holds a CA (created on the first `up --tls`, kept
+// after) and issues fresh certificates for the parts of the demo system:
+// gateway (client of the replicas and the registry), registry (its API
+// and Raft), demo (every replica: server, and client of the registry) and
+// dashboard (the fleet's client for the replicas' fault switch). All are
+// for 127.0.0.1, ::1 and localhost: `up` runs on loopback.
+func upPKI(dir string) (string, error) {
+	ca, err := pki.Load(dir)
+	if errors.Is(err, pki.ErrNoCA) {
+		ca, err = pki.Init(dir, "bulwark up CA")
+	}
+	if err != nil {
+		return "", fmt.Errorf("up --tls: %w", err)
+	}
+	for _, name := range []string{"gateway", "registry", "demo", "dashboard"} {
+		req := pki.Request{Name: name, DNS: []string{"localhost"}, IPs: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}}
+		if _, err := ca.Issue(req); err != nil {
+			return "", fmt.Errorf("up --tls: %w", err)
+		}
+	}
+	return dir, nil
+}
+
 // waitRoutable waits until the gateway routes to n endpoints.
 func waitRoutable(ctx context.Context, gw *proxy.Gateway, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
@@ -247,6 +300,7 @@ func waitRoutable(ctx context.Context, gw *proxy.Gateway, n int, timeout time.Du
 
 // upSource builds the dashboard's snapshots from the running components.
 type upSource struct {
+	tls   bool // up --tls: the pool and the registry speak mTLS
 	c     *components
 	fleet *fleet
 	gen   *trafficGen
@@ -260,7 +314,7 @@ func (s *upSource) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
 		fs = s.fleet.state()
 	}
 	for _, u := range s.c.gateway.Upstreams() {
-		svc := dashboard.Service{Name: u.Name, Balance: u.Balance}
+		svc := dashboard.Service{Name: u.Name, Balance: u.Balance, TLS: s.tls}
 		seen := map[string]bool{}
 		for _, e := range u.Endpoints {
 			in := dashboard.Instance{ID: e.ID, Address: e.Address, Health: e.Health.String(), Breaker: e.Breaker,
@@ -288,7 +342,7 @@ func (s *upSource) Snapshot(ctx context.Context) (dashboard.Snapshot, error) {
 	}
 	if n := s.c.node; n != nil {
 		st := n.Status()
-		reg := &dashboard.Registry{Leader: st.LeaderID, Index: st.Index, Stale: st.Stale}
+		reg := &dashboard.Registry{Leader: st.LeaderID, Index: st.Index, Stale: st.Stale, TLS: s.tls}
 		for _, p := range st.Nodes {
 			state := "follower"
 			if p.ID == st.LeaderID {

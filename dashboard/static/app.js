@@ -233,7 +233,7 @@ function renderServices(services) {
     });
     const svcUp = (svc.instances || []).filter((i) => i.health === "up").length;
     setText(sec.querySelector(".service-meta"),
-      svcUp + "/" + cards.length + " up" + (svc.balance ? " · " + svc.balance : ""));
+      svcUp + "/" + cards.length + " up" + (svc.balance ? " · " + svc.balance : "") + (svc.tls ? " · mTLS" : ""));
     place(sec.querySelector(".instances"), cards);
     return sec;
   });
@@ -260,6 +260,7 @@ function renderRegistry(reg) {
   panel.dataset.leader = reg.leader || "";
   setText(document.getElementById("registry-index"), String(reg.index || 0));
   document.getElementById("registry-stale").hidden = !reg.stale;
+  document.getElementById("registry-tls").hidden = !reg.tls;
   const items = (reg.nodes || []).map((n) => {
     const li = el("li");
     li.dataset.node = n.id;

@@ -19,6 +19,14 @@
 // state and at most f of them wrong at once. Errors (timeouts, refused
 // connections) are fail-stop, not Byzantine: they count as no vote.
 //
+// A strict tally ([All]) needs every one of the 2f+1 to agree instead:
+// it decides [ErrDisagree] at the first answer that differs (or
+// [ErrIncomplete] at the first failed ballot that could not be
+// replaced), so that more than f
+// replicas telling the same lie still cannot win as long as one honest
+// replica answers. It judges nobody: in a 2-against-1 split the one may
+// be the honest replica.
+//
 // The package uses only the standard library and allocates nothing per
 // ballot: a tally holds at most [MaxReplicas] ballots in an array.
 package vote
@@ -39,6 +47,30 @@ const MaxReplicas = 7
 // ErrNoMajority means no f+1 replicas agreed and none can any more. The
 // gateway answers 502 with a body that says so.
 var ErrNoMajority = errors.New("vote: no majority among the replicas")
+
+// ErrDisagree means a strict tally ([All]) saw answers that differ: not
+// every replica agrees, so none is trusted.
+var ErrDisagree = errors.New("vote: the replicas disagree")
+
+// ErrIncomplete means a strict tally ([All]) got fewer than 2f+1 answers
+// (a failed ballot that could not be replaced, too few endpoints), all
+// that came agreeing: a missing replica might have been the honest one
+// that disagrees, so none is trusted either.
+var ErrIncomplete = errors.New("vote: not every replica answered")
+
+// Quorum is how many of the 2f+1 answers must agree.
+type Quorum int
+
+const (
+	// Majority decides at f+1 equal answers and outvotes the others: it
+	// tolerates f wrong replicas and stays available while f replicas
+	// are down.
+	Majority Quorum = iota
+	// All decides only when all 2f+1 answers are equal: any single
+	// wrong replica (or any number of them, while one honest replica
+	// answers) turns the read into a refusal. Safety over availability.
+	All
+)
 
 // Key identifies an answer's content: what must be equal for two
 // replicas to agree.
@@ -70,26 +102,37 @@ type Outcome struct {
 // usable; call New. A Tally is used by one goroutine (the request's).
 type Tally struct {
 	n, quorum int
+	strict    bool
 	ballots   [MaxReplicas]Ballot
 	got       int
 	outcome   Outcome
 }
 
-// New returns a tally for n = 2f+1 replicas.
-func New(f int) (*Tally, error) {
+// New returns a tally for n = 2f+1 replicas that decides by q.
+func New(f int, q Quorum) (*Tally, error) {
 	t := new(Tally)
-	return t, t.Reset(f)
+	return t, t.Reset(f, q)
 }
 
-// Reset prepares t for a new request with the given f, so tallies can be
-// pooled.
-func (t *Tally) Reset(f int) error {
+// Reset prepares t for a new request with the given f and quorum, so
+// tallies can be pooled.
+func (t *Tally) Reset(f int, q Quorum) error {
 	if f < 1 || 2*f+1 > MaxReplicas {
 		return errors.New("vote: f must be between 1 and " + strconv.Itoa((MaxReplicas-1)/2))
 	}
 	*t = Tally{n: 2*f + 1, quorum: f + 1, outcome: Outcome{Winner: -1}}
+	switch q {
+	case Majority:
+	case All:
+		t.quorum, t.strict = t.n, true
+	default:
+		return errors.New("vote: unknown quorum " + strconv.Itoa(int(q)))
+	}
 	return nil
 }
+
+// Strict reports whether the tally needs all 2f+1 answers to agree.
+func (t *Tally) Strict() bool { return t.strict }
 
 // N is the number of replicas the request goes to.
 func (t *Tally) N() int { return t.n }
@@ -126,7 +169,14 @@ func (t *Tally) Add(b Ballot) Outcome {
 		}
 	}
 	if t.best()+(t.n-t.got) < t.quorum {
-		t.outcome = Outcome{Decided: true, Winner: -1, Err: ErrNoMajority}
+		err := ErrNoMajority
+		if t.strict {
+			err = ErrIncomplete
+			if t.best() < t.answered() {
+				err = ErrDisagree
+			}
+		}
+		t.outcome = Outcome{Decided: true, Winner: -1, Err: err}
 	}
 	return t.outcome
 }
@@ -149,6 +199,17 @@ func (t *Tally) best() int {
 	return best
 }
 
+// answered is the number of ballots with an answer.
+func (t *Tally) answered() int {
+	n := 0
+	for _, b := range t.ballots[:t.got] {
+		if b.Err == nil {
+			n++
+		}
+	}
+	return n
+}
+
 // Outcome is the decision so far.
 func (t *Tally) Outcome() Outcome { return t.outcome }
 
@@ -157,9 +218,12 @@ func (t *Tally) Ballots() []Ballot { return t.ballots[:t.got] }
 
 // Dissenters calls fn with each ballot that answered with a value other
 // than the winner's: the Byzantine outcomes. With no winner, nobody is
-// judged (a tie of honest-looking answers proves no single liar).
+// judged (a tie of honest-looking answers proves no single liar). A
+// strict tally judges nobody either: its winner has no dissenters by
+// definition, and when it refuses, the dissenting minority may be the
+// only honest replica — ejecting it would hand the liars the pool.
 func (t *Tally) Dissenters(fn func(Ballot)) {
-	if t.outcome.Winner < 0 {
+	if t.outcome.Winner < 0 || t.strict {
 		return
 	}
 	win := t.ballots[t.outcome.Winner].Key
@@ -168,6 +232,39 @@ func (t *Tally) Dissenters(fn func(Ballot)) {
 			fn(b)
 		}
 	}
+}
+
+// Group is one distinct answer among a tally's ballots.
+type Group struct {
+	// Key is the answer's content key.
+	Key Key
+	// Count is how many ballots gave it.
+	Count int
+	// First is the index (into Ballots) of the first ballot that gave it.
+	First int
+}
+
+// Groups appends to dst the distinct answers recorded, in order of first
+// arrival, and returns it with the number of failed ballots. It is for
+// explaining a refusal (which answers, how many of each), not the hot
+// path.
+func (t *Tally) Groups(dst []Group) ([]Group, int) {
+	failed := 0
+next:
+	for i, b := range t.ballots[:t.got] {
+		if b.Err != nil {
+			failed++
+			continue
+		}
+		for j := range dst {
+			if dst[j].Key == b.Key {
+				dst[j].Count++
+				continue next
+			}
+		}
+		dst = append(dst, Group{Key: b.Key, Count: 1, First: i})
+	}
+	return dst, failed
 }
 
 // Hasher computes an answer's Key from its status, the headers the route

@@ -22,6 +22,7 @@ func TestTally(t *testing.T) {
 	tests := []struct {
 		name       string
 		f          int
+		q          Quorum
 		ballots    []Ballot
 		decidedAt  int // 1-based ballot count at which the outcome is decided; 0 = never
 		winnerEP   int // endpoint of the winning ballot; -1 = none
@@ -39,10 +40,21 @@ func TestTally(t *testing.T) {
 		{name: "f=2: early at three", f: 2, ballots: []Ballot{ok(0, a), ok(1, a), ok(2, a), ok(3, b), ok(4, c)}, decidedAt: 3, winnerEP: 0, dissenters: []int{3, 4}},
 		{name: "f=2: a tie of two and two cannot win", f: 2, ballots: []Ballot{ok(0, a), ok(1, a), ok(2, b), ok(3, b), ok(4, c)}, decidedAt: 5, winnerEP: -1, err: ErrNoMajority},
 		{name: "late dissenter after the decision is judged", f: 1, ballots: []Ballot{ok(0, a), ok(1, a), ok(2, c)}, decidedAt: 2, winnerEP: 0, dissenters: []int{2}},
+		{name: "majority: two identical liars win (the f bound)", f: 1, ballots: []Ballot{ok(0, b), ok(1, a), ok(2, b)}, decidedAt: 3, winnerEP: 0, dissenters: []int{1}},
+		{name: "strict: all three agree", f: 1, q: All, ballots: []Ballot{ok(0, a), ok(1, a), ok(2, a)}, decidedAt: 3, winnerEP: 0},
+		{name: "strict: two agreeing do not decide", f: 1, q: All, ballots: []Ballot{ok(0, a), ok(1, a)}, decidedAt: 0, winnerEP: -1},
+		{name: "strict: two identical liars, one honest: refused, nobody judged", f: 1, q: All, ballots: []Ballot{ok(0, b), ok(1, b), ok(2, a)}, decidedAt: 3, winnerEP: -1, err: ErrDisagree},
+		{name: "strict: refused at the first difference, without the third", f: 1, q: All, ballots: []Ballot{ok(0, a), ok(1, b), ok(2, b)}, decidedAt: 2, winnerEP: -1, err: ErrDisagree},
+		{name: "strict: a failed ballot refuses", f: 1, q: All, ballots: []Ballot{ok(0, a), fail(1), ok(2, a)}, decidedAt: 2, winnerEP: -1, err: ErrIncomplete},
+		{name: "strict: a failed ballot first", f: 1, q: All, ballots: []Ballot{fail(0), ok(1, a), ok(2, b)}, decidedAt: 1, winnerEP: -1, err: ErrIncomplete},
+		{name: "strict: a difference after a failed ballot is still incomplete (decided before it)", f: 1, q: All, ballots: []Ballot{ok(0, a), fail(1), ok(2, b)}, decidedAt: 2, winnerEP: -1, err: ErrIncomplete},
+		{name: "strict: statuses differ", f: 1, q: All, ballots: []Ballot{ok(0, a), ok(1, a), {Endpoint: 2, Key: statusKey(404)}}, decidedAt: 3, winnerEP: -1, err: ErrDisagree},
+		{name: "strict f=2: five agree", f: 2, q: All, ballots: []Ballot{ok(0, a), ok(1, a), ok(2, a), ok(3, a), ok(4, a)}, decidedAt: 5, winnerEP: 0},
+		{name: "strict f=2: four identical liars, one honest last", f: 2, q: All, ballots: []Ballot{ok(0, b), ok(1, b), ok(2, b), ok(3, b), ok(4, a)}, decidedAt: 5, winnerEP: -1, err: ErrDisagree},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tl, err := New(tt.f)
+			tl, err := New(tt.f, tt.q)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -89,11 +101,14 @@ func statusKey(status int) Key {
 
 func TestTallyBounds(t *testing.T) {
 	for _, f := range []int{0, -1, 4} {
-		if _, err := New(f); err == nil {
+		if _, err := New(f, Majority); err == nil {
 			t.Errorf("New(%d) accepted", f)
 		}
 	}
-	tl, _ := New(1)
+	if _, err := New(1, Quorum(7)); err == nil {
+		t.Error("an unknown quorum was accepted")
+	}
+	tl, _ := New(1, Majority)
 	for i := 0; i < 3; i++ {
 		tl.Add(Ballot{Endpoint: i, Key: key("a")})
 	}
@@ -103,6 +118,19 @@ func TestTallyBounds(t *testing.T) {
 		}
 	}()
 	tl.Add(Ballot{Endpoint: 3})
+}
+
+func TestGroups(t *testing.T) {
+	a, b := key("a"), key("b")
+	tl, _ := New(2, All)
+	for i, bl := range []Ballot{{Key: b}, {Key: a}, {Err: errTimeout}, {Key: b}} {
+		bl.Endpoint = i
+		tl.Add(bl)
+	}
+	gs, failed := tl.Groups(nil)
+	if failed != 1 || len(gs) != 2 || gs[0] != (Group{Key: b, Count: 2, First: 0}) || gs[1] != (Group{Key: a, Count: 1, First: 1}) {
+		t.Fatalf("groups %+v, %d failed", gs, failed)
+	}
 }
 
 func TestHasherHeaders(t *testing.T) {
@@ -132,10 +160,10 @@ func TestHasherHeaders(t *testing.T) {
 
 func BenchmarkTally3(b *testing.B) {
 	a, c := key("a"), key("c")
-	tl, _ := New(1)
+	tl, _ := New(1, Majority)
 	b.ReportAllocs()
 	for b.Loop() {
-		tl.Reset(1)
+		tl.Reset(1, Majority)
 		tl.Add(Ballot{Endpoint: 0, Key: a})
 		tl.Add(Ballot{Endpoint: 1, Key: c})
 		tl.Add(Ballot{Endpoint: 2, Key: a})
