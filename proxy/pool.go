@@ -290,6 +290,12 @@ func (p *pool) pick(r *http.Request, tried *balance.Tried) (*balance.Endpoint, f
 	if p.hashKey != nil {
 		req.Key = p.hashKey(r)
 	}
+	return p.pickWith(req, tried)
+}
+
+// pickWith is pick for a prepared request: endpoints whose breaker refuses
+// are added to tried and passed over.
+func (p *pool) pickWith(req balance.PickRequest, tried *balance.Tried) (*balance.Endpoint, func(resilience.Outcome), error) {
 	for range balance.MaxTried {
 		ep, err := p.set.Pick(req)
 		if errors.Is(err, balance.ErrNoEndpoint) && !req.AnyHealth && !errors.Is(err, balance.ErrAllTried) {

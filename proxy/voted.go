@@ -287,25 +287,7 @@ func (rt *route) disagreement(explain func() string) {
 // same. Open breakers are still respected (they protect the upstream).
 // Signature checks still apply to its answer.
 func (p *pool) pickEjected(tried *balance.Tried) (*balance.Endpoint, func(resilience.Outcome), error) {
-	req := balance.PickRequest{Tried: *tried, AnyHealth: true}
-	for range balance.MaxTried {
-		ep, err := p.set.Pick(req)
-		if err != nil {
-			return nil, nil, err
-		}
-		m := ep.Data().(*member)
-		if m.breaker == nil {
-			return ep, nil, nil
-		}
-		done, err := m.breaker.Allow()
-		if err != nil {
-			req.Tried.Add(ep)
-			tried.Add(ep)
-			continue
-		}
-		return ep, done, nil
-	}
-	return nil, nil, balance.ErrNoEndpoint
+	return p.pickWith(balance.PickRequest{Tried: *tried, AnyHealth: true}, tried)
 }
 
 // readBallot turns a try into a vote: the key of its status, included
