@@ -94,7 +94,7 @@ func (o *Options) emit(e Event) {
 // Event is something that happened to an endpoint.
 type Event struct {
 	Time     time.Time `json:"time"`
-	Kind     string    `json:"kind"` // "ejected", "returned", "breaker", "health"
+	Kind     string    `json:"kind"` // "ejected", "returned", "breaker", "health", "byzantine" (a dissenting replica), "disagreement" (a strict vote refused; Endpoint empty)
 	Upstream string    `json:"upstream"`
 	Endpoint string    `json:"endpoint"`
 	Detail   string    `json:"detail"`
