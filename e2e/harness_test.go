@@ -316,6 +316,21 @@ func (l *load) finish() []result {
 // since returns the elapsed load time.
 func (l *load) since() time.Duration { return time.Since(l.start) }
 
+// waitResults waits until the load has n results or timeout has passed,
+// whichever comes first; the caller checks the count it got.
+func (l *load) waitResults(n int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		l.mu.Lock()
+		got := len(l.results)
+		l.mu.Unlock()
+		if got >= n {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // summary counts results.
 type summary struct {
 	total, failed, corrupt int

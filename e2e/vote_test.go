@@ -65,16 +65,7 @@ func TestVotingOutvotesALyingReplica(t *testing.T) {
 	}
 	votingFrom := time.Now()
 	l = runLoad(t.Context(), workers, url, demo.Body(100), 10*time.Second)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		time.Sleep(200 * time.Millisecond)
-		l.mu.Lock()
-		n := len(l.results)
-		l.mu.Unlock()
-		if n >= 5000 || time.Now().After(deadline) {
-			break
-		}
-	}
+	l.waitResults(5000, 60*time.Second)
 	rs := l.finish()
 	on := summarize(rs)
 	t.Logf("voting on: %v", on)
@@ -168,16 +159,7 @@ func TestStrictVotingRefusesTwoIdenticalLiars(t *testing.T) {
 	setFault(t, bs[2], demo.Fault{Mode: demo.ModeLie, Rate: 1})
 	dis0, inc0 := votes("disagreement"), votes("incomplete")
 	l := runLoad(t.Context(), workers, url, want, 10*time.Second)
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		time.Sleep(200 * time.Millisecond)
-		l.mu.Lock()
-		n := len(l.results)
-		l.mu.Unlock()
-		if n >= 2000 || time.Now().After(deadline) {
-			break
-		}
-	}
+	l.waitResults(2000, 60*time.Second)
 	rs := l.finish()
 	strict := summarize(rs)
 	t.Logf("strict, two identical liars: %v", strict)

@@ -139,25 +139,8 @@ func TestVoteOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var bs []*backend
 			release := make(chan struct{})
-			for i, a := range tt.answers {
-				b := newBackend(t, string(rune('a'+i)))
-				switch a {
-				case "":
-					b.set(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) })
-				case "hang":
-					b.set(func(w http.ResponseWriter, r *http.Request) {
-						select {
-						case <-r.Context().Done():
-						case <-release:
-						}
-					})
-				default:
-					answer(b, a)
-				}
-				bs = append(bs, b)
-			}
+			bs := scriptedBackends(t, tt.answers, release)
 			defer close(release)
 			gw, _, _ := votingGateway(t, bs...)
 			// Retries of failed ballots go to endpoints already asked: none are left.
@@ -336,25 +319,8 @@ func TestStrictVoteOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var bs []*backend
 			release := make(chan struct{})
-			for i, a := range tt.answers {
-				b := newBackend(t, string(rune('a'+i)))
-				switch a {
-				case "":
-					b.set(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) })
-				case "hang":
-					b.set(func(w http.ResponseWriter, r *http.Request) {
-						select {
-						case <-r.Context().Done():
-						case <-release:
-						}
-					})
-				default:
-					answer(b, a)
-				}
-				bs = append(bs, b)
-			}
+			bs := scriptedBackends(t, tt.answers, release)
 			defer close(release)
 			gw, _, _ := votingGatewayWith(t, Vote{F: 1, Quorum: "all"}, bs...)
 			// Four backends: the 503 may be left out by the balancer on
@@ -422,4 +388,29 @@ func TestStrictVoteAsksEjectedReplicas(t *testing.T) {
 	if w := do(gw, "GET", "http://gw/x", nil); w.Code != 502 || w.Header().Get("X-Bulwark-Vote") != "disagree" {
 		t.Fatalf("an ejected replica's different answer: %d %q %q", w.Code, w.Header().Get("X-Bulwark-Vote"), w.Body.String())
 	}
+}
+
+// scriptedBackends starts one backend per answer: "" answers 503, "hang"
+// waits for the request's end or release, anything else is the body.
+func scriptedBackends(t *testing.T, answers []string, release <-chan struct{}) []*backend {
+	t.Helper()
+	var bs []*backend
+	for i, a := range answers {
+		b := newBackend(t, string(rune('a'+i)))
+		switch a {
+		case "":
+			b.set(func(w http.ResponseWriter, r *http.Request) { http.Error(w, "down", 503) })
+		case "hang":
+			b.set(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case <-r.Context().Done():
+				case <-release:
+				}
+			})
+		default:
+			answer(b, a)
+		}
+		bs = append(bs, b)
+	}
+	return bs
 }

@@ -54,32 +54,7 @@ ip link set lo up
 ulimit -n "$(ulimit -Hn)" # containers may cap the hard limit (20,000 on our CI host)
 (($(ulimit -n) > CONNS + 100)) || die "open-file limit $(ulimit -n) is too low for CONNS=$CONNS"
 sysctl -qw net.ipv4.ip_local_port_range="1024 65000" 2>/dev/null || true
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
-start() {
-	local name=$1
-	shift
-	"$@" >"$OUT/logs/$name.log" 2>&1 &
-	PIDS+=($!)
-	eval "PID_${name//-/_}=$!"
-}
-wait_http() {
-	local port=$1 status
-	for _ in $(seq 100); do
-		if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
-			printf 'GET /read HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-			status=$(head -1 <&3 || true)
-			exec 3<&- 3>&-
-			[[ "$status" == *" 200 "* ]] && return 0
-		fi
-		sleep 0.1
-	done
-	die "nothing answers 200 on 127.0.0.1:$port"
-}
+source "$HERE/lib.sh"
 
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"

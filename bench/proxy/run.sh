@@ -97,35 +97,7 @@ ip link set lo up
 qdisc=$(tc qdisc show dev lo 2>/dev/null | head -1 || true)
 [[ -z "$qdisc" || "$qdisc" == *noqueue* ]] || die "lo is shaped even in the namespace: $qdisc"
 
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-# wait_http PORT: until GET /read answers 200 (bash's /dev/tcp, no curl needed).
-wait_http() {
-	local port=$1 status
-	for _ in $(seq 100); do
-		if exec 3<>"/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
-			printf 'GET /read HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n' >&3
-			status=$(head -1 <&3 || true)
-			exec 3<&- 3>&-
-			[[ "$status" == *" 200 "* ]] && return 0
-		fi
-		sleep 0.1
-	done
-	die "nothing answers 200 on 127.0.0.1:$port (logs in $OUT/logs)"
-}
-
-start() { # start NAME CMD...: runs CMD in the background, logging to logs/NAME.log
-	local name=$1
-	shift
-	"$@" >"$OUT/logs/$name.log" 2>&1 &
-	PIDS+=($!)
-	eval "PID_${name//-/_}=$!"
-}
+source "$HERE/lib.sh"
 
 {
 	echo "date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
