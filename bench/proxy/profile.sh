@@ -5,6 +5,9 @@
 # cumulative and by flat time.
 #
 # Usage (as root): bench/proxy/profile.sh   (DURATION=10s CONNS=64 OUT=dir)
+# GWFLAGS passes gwprof flags, e.g. GWFLAGS="-balance p2c-ewma" for the
+# defaults of `bulwark proxy`, plus "-hedge off -limit off" for its
+# bulwark-plain variant.
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -24,7 +27,7 @@ if [[ "${1:-}" != "--inside" ]]; then
 	(cd "$ws" && go work init "$ROOT" "$ROOT/bench")
 	(cd "$ROOT/bench" && go build -o "$OUT/backend" ./proxy/backend && GOWORK=$ws/go.work go build -tags gwprof -o "$OUT/gwprof" ./proxy/gwprof)
 	rm -rf "$ws"
-	export OUT DURATION CONNS
+	export OUT DURATION CONNS GWFLAGS
 	exec unshare -n bash "${BASH_SOURCE[0]}" --inside
 fi
 ip link set lo up
@@ -36,7 +39,7 @@ for p in 9001 9002 9003; do
 	PIDS+=($!)
 	to+=(-to "http://127.0.0.1:$p")
 done
-GOMAXPROCS=1 "$OUT/gwprof" -listen 127.0.0.1:8083 "${to[@]}" -cpuprofile "$OUT/cpu.prof" >"$OUT/gwprof.log" 2>&1 &
+GOMAXPROCS=1 "$OUT/gwprof" -listen 127.0.0.1:8083 "${to[@]}" ${GWFLAGS:-} -cpuprofile "$OUT/cpu.prof" >"$OUT/gwprof.log" 2>&1 &
 gw=$!
 PIDS+=("$gw")
 sleep 1

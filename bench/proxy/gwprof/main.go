@@ -35,12 +35,14 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:8083", "address to accept clients on")
 	balance := flag.String("balance", "round-robin", "balance algorithm of the upstream")
 	out := flag.String("cpuprofile", "cpu.prof", "CPU profile written at exit")
+	hedge := flag.String("hedge", "", `the route's hedge delay ("off": no hedging; default the pool's p99)`)
+	lim := flag.String("limit", "", `the route's concurrency limit ("off": none; default Gradient2)`)
 	var to multiFlag
 	flag.Var(&to, "to", "an upstream endpoint URL (repeat)")
 	flag.Parse()
 	cfg := proxy.Config{
 		Listeners: []proxy.Listener{{Name: "bench", Address: *listen}},
-		Routes:    []proxy.Route{{Name: "default", Upstream: "be"}},
+		Routes:    []proxy.Route{{Name: "default", Upstream: "be", Hedge: proxy.Hedge{Delay: *hedge}, Limit: proxy.Limit{Algorithm: *lim}}},
 		Upstreams: []proxy.Upstream{{Name: "be", Balance: *balance}},
 	}
 	for _, u := range to {
