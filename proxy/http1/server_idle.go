@@ -116,7 +116,7 @@ func (p *parkedConn) wait() {
 		s.parkWG.Done()
 		return
 	}
-	s.parkWG.Done() // from here on c is tracked like any active connection
+	s.parkWG.Done()     // from here on c is tracked like any active connection
 	c.phase = phaseIdle // no head deadline while peeking; the idle one holds
 	if _, err := c.br.Peek(1); err != nil {
 		c.phase = phaseHandler
