@@ -37,7 +37,8 @@ func (c *srvConn) idleWait() (ready, parked bool) {
 	s := c.s
 	now := time.Now()
 	deadline := now.Add(s.idleTimeout())
-	rc, canPark := c.rawConn()
+	sc, canPark := c.rwc.(syscall.Conn)
+	canPark = canPark && canPeek
 	linger := deadline
 	if canPark {
 		if pa := s.parkAfter(); now.Add(pa).Before(deadline) {
@@ -54,6 +55,10 @@ func (c *srvConn) idleWait() (ready, parked bool) {
 	if !canPark || !errors.Is(err, os.ErrDeadlineExceeded) || c.br.Buffered() > 0 {
 		return false, false // closed by Shutdown, timed out, or the client left
 	}
+	rc, err := sc.SyscallConn() // only now: it allocates
+	if err != nil {
+		return false, false
+	}
 	c.rwc.SetReadDeadline(deadline)
 	p := &parkedConn{s: s, rwc: c.rwc, rc: rc, remoteAddr: c.remoteAddr, deadline: deadline}
 	if !s.park(c, p) {
@@ -61,20 +66,6 @@ func (c *srvConn) idleWait() (ready, parked bool) {
 	}
 	go p.wait()
 	return false, true
-}
-
-// rawConn returns the connection's syscall.RawConn when it can be waited
-// on without reading (see peekReadable).
-func (c *srvConn) rawConn() (syscall.RawConn, bool) {
-	if !canPeek {
-		return nil, false
-	}
-	sc, ok := c.rwc.(syscall.Conn)
-	if !ok {
-		return nil, false
-	}
-	rc, err := sc.SyscallConn()
-	return rc, err == nil
 }
 
 // park moves c's connection from the active set to the parked set; it
