@@ -80,7 +80,10 @@ type Server struct {
 	closing   bool
 	listeners map[*net.Listener]struct{}
 	conns     map[*srvConn]struct{}
-	drained   chan struct{} // closed when closing and no tracked connection is left
+	parked    map[*parkedConn]struct{} // idle connections without a srvConn (server_idle.go)
+	parkDelay time.Duration            // tests: defaultParkAfter when zero
+	parkWG    sync.WaitGroup           // parked connections' waiters, until closed or tracked again
+	drained   chan struct{}            // closed when closing and no tracked connection is left
 	wg        sync.WaitGroup
 }
 
@@ -98,6 +101,7 @@ func (s *Server) init() {
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		s.listeners = map[*net.Listener]struct{}{}
 		s.conns = map[*srvConn]struct{}{}
+		s.parked = map[*parkedConn]struct{}{}
 		s.drained = make(chan struct{})
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
@@ -174,7 +178,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		c := s.newConn(rwc)
+		c := s.newConn(rwc, "")
 		if !s.track(c) {
 			rwc.Close()
 			s.putConn(c)
@@ -221,7 +225,7 @@ func (s *Server) untrack(c *srvConn) {
 }
 
 func (s *Server) signalDrainedLocked() {
-	if s.closing && len(s.conns) == 0 {
+	if s.closing && len(s.conns) == 0 && len(s.parked) == 0 {
 		select {
 		case <-s.drained:
 		default:
@@ -255,6 +259,9 @@ func (s *Server) closeIdle() {
 			c.rwc.Close()
 		}
 	}
+	for p := range s.parked {
+		p.rwc.Close() // its waiter wakes, forgets it and signals drained
+	}
 }
 
 // Shutdown stops accepting, closes idle connections, and waits until
@@ -267,6 +274,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeIdle()
 	select {
 	case <-s.drained:
+		s.parkWG.Wait() // each has closed its connection or handed it to a tracked srvConn
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -283,13 +291,17 @@ func (s *Server) Close() error {
 		c.state.Store(stateClosed)
 		c.rwc.Close()
 	}
+	for p := range s.parked {
+		p.rwc.Close()
+	}
 	s.mu.Unlock()
 	s.cancel()
 	return nil
 }
 
-// newConn takes a connection state from the pool (or makes one) for rwc.
-func (s *Server) newConn(rwc net.Conn) *srvConn {
+// newConn takes a connection state from the pool (or makes one) for rwc,
+// whose remote address is ra ("": ask rwc).
+func (s *Server) newConn(rwc net.Conn, ra string) *srvConn {
 	c, _ := s.pool.Get().(*srvConn)
 	if c == nil {
 		c = &srvConn{s: s}
@@ -310,10 +322,9 @@ func (s *Server) newConn(rwc net.Conn) *srvConn {
 	c.werr = nil
 	c.out = c.out[:0]
 	c.hold, c.mark = -1, 0
-	if ra := rwc.RemoteAddr(); ra != nil {
-		c.remoteAddr = ra.String()
-	} else {
-		c.remoteAddr = ""
+	c.remoteAddr = ra
+	if a := rwc.RemoteAddr(); ra == "" && a != nil {
+		c.remoteAddr = a.String()
 	}
 	return c
 }

@@ -99,7 +99,7 @@ func BenchmarkServer(b *testing.B) {
 			s := &Server{Handler: h}
 			s.init()
 			c := newRepeatConn(tc.req, b.N)
-			sc := s.newConn(c)
+			sc := s.newConn(c, "")
 			s.track(sc)
 			s.wg.Add(1)
 			b.ReportAllocs()

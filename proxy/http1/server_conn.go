@@ -60,6 +60,7 @@ type srvConn struct {
 	bufs       net.Buffers // scratch for writev
 	werr       error       // the first write error; the connection is dead
 	hijacked   bool
+	parked     bool // the goroutine ends, the connection stays open (server_idle.go)
 
 	head    Request
 	scratch []byte
@@ -98,13 +99,25 @@ func (r *srvConnReader) Read(p []byte) (int, error) {
 // serve is the connection's goroutine: requests in order until the
 // connection closes, fails, or is hijacked.
 func (c *srvConn) serve() {
-	s := c.s
-	defer s.wg.Done()
+	defer c.s.wg.Done()
 	for c.next() && c.serveOne() {
 	}
+	c.serveEnd()
+}
+
+// serveEnd releases the connection when its goroutine ends: closed,
+// hijacked (the hijacker owns rwc and br), or parked (a parkedConn owns
+// rwc; see server_idle.go).
+func (c *srvConn) serveEnd() {
+	s := c.s
 	c.cancel()
 	if c.hijacked {
-		return // the hijacker owns rwc and br now
+		return
+	}
+	if c.parked {
+		c.parked = false
+		s.putConn(c)
+		return
 	}
 	c.rwc.Close()
 	s.untrack(c)
@@ -124,10 +137,10 @@ func (c *srvConn) next() bool {
 			if s.shuttingDown() || c.werr != nil {
 				return false
 			}
-			c.rwc.SetReadDeadline(time.Now().Add(s.idleTimeout()))
-			_, err := c.br.Peek(1)
-			if !c.state.CompareAndSwap(stateIdle, stateActive) || err != nil {
-				return false // closed by Shutdown, timed out, or the client left
+			ready, parked := c.idleWait()
+			c.parked = parked
+			if !ready || !c.state.CompareAndSwap(stateIdle, stateActive) {
+				return false // parked, closed by Shutdown, timed out, or the client left
 			}
 		}
 		c.phase = phaseHead

@@ -34,7 +34,7 @@ func (m *memConn) SetWriteDeadline(time.Time) error { return nil }
 func serveMem(s *Server, in []byte) []byte {
 	s.init()
 	var out bytes.Buffer
-	c := s.newConn(&memConn{r: bytes.NewReader(in), w: &out})
+	c := s.newConn(&memConn{r: bytes.NewReader(in), w: &out}, "")
 	s.track(c)
 	s.wg.Add(1)
 	c.serve()

@@ -19,7 +19,7 @@ func pipeConn(t *testing.T, s *Server) net.Conn {
 	t.Helper()
 	s.init()
 	cli, srv := net.Pipe()
-	c := s.newConn(srv)
+	c := s.newConn(srv, "")
 	if !s.track(c) {
 		t.Fatal("server closed")
 	}
