@@ -166,7 +166,7 @@ func TestForwardFastPath(t *testing.T) {
 			"X-Forwarded-For": {"1.1.1.1", "2.2.2.2"}, "Forwarded": {"for=1.1.1.1", "for=2.2.2.2"},
 			"X-Forwarded-Host": {"orig"}, "X-Forwarded-Proto": {"https"}}},
 		{name: "connection names forwarding fields", remote: "1.2.3.4:5", host: "h", header: http.Header{
-			"Connection": {"x-forwarded-for,  Forwarded ,X-Forwarded-Host", "x-forwarded-proto"},
+			"Connection":      {"x-forwarded-for,  Forwarded ,X-Forwarded-Host", "x-forwarded-proto"},
 			"X-Forwarded-For": {"9.9.9.9"}, "Forwarded": {"for=9.9.9.9"}, "X-Forwarded-Host": {"o"}, "X-Forwarded-Proto": {"ftp"}}},
 		{name: "quoted host, no peer", remote: "@", host: `a"b c`, header: http.Header{}},
 		{name: "no host", remote: "127.0.0.1:1", host: "", header: http.Header{"X-A": {"1", "2"}}},
