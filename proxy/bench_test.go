@@ -29,6 +29,9 @@ import (
 //	listener        client ─► gateway's listener (the fast path, proxy/http1) ─► handler  (the whole proxied round trip)
 //	listener-nethttp  the same with engine: net/http on the listener  (what the server half replaces)
 //	listener-parallel  the same with 64 concurrent clients (wrk -c64's shape)
+//	listener-raw    a raw-socket client ─► listener ─► gateway (every default: P2C, hedging, limit) ─► 3 raw backends;
+//	                the client and backends allocate nothing per request, so allocs/op are the gateway's own
+//	listener-raw-parallel  the same with 64 concurrent raw clients
 //	inmem-backend   the in-memory upstream alone                (baseline for the inmem rows)
 //	handler-inmem   gw.ServeHTTP ─► in-memory upstream          (the gateway's own work)
 //	reverseproxy-inmem  httputil.ReverseProxy ─► in-memory upstream (stdlib reference)
@@ -108,6 +111,26 @@ func BenchmarkProxyRoundTrip(b *testing.B) {
 				resp.Body.Close()
 			}
 		})
+	})
+	rawResp := rawResponse(body)
+	var rawURLs []string
+	for range 3 {
+		rawURLs = append(rawURLs, newRawBackend(b, rawResp).url())
+	}
+	defaults := func(c *Config) { c.Upstreams[0].Balance = "" } // P2C-EWMA, as `bulwark proxy` runs
+	b.Run("listener-raw", func(b *testing.B) {
+		gw := benchGateway(b, rawURLs, defaults)
+		if err := gw.Listen(); err != nil {
+			b.Fatal(err)
+		}
+		benchRaw(b, gw, len(body))
+	})
+	b.Run("listener-raw-parallel", func(b *testing.B) {
+		gw := benchGateway(b, rawURLs, defaults)
+		if err := gw.Listen(); err != nil {
+			b.Fatal(err)
+		}
+		benchRawParallel(b, gw, len(body))
 	})
 	b.Run("inmem-backend", func(b *testing.B) {
 		req := httptest.NewRequest(http.MethodGet, urls[0]+"/read", nil)

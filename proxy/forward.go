@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/bulwark-go/bulwark/proxy/balance"
+	"github.com/bulwark-go/bulwark/proxy/http1"
 )
 
 // failKind classifies a failed try, for retry conditions, outlier
@@ -55,6 +56,9 @@ type try struct {
 	expired   atomic.Bool // the per-try timeout cancelled the try
 	abandoned atomic.Bool // it expired at the adaptive timeout and its retry is paid for
 	lost      bool        // a hedge answered first, so the try was cancelled
+
+	out http.Request // the request sent, on the fast path (see forwardRequest)
+	url url.URL      // out's URL
 }
 
 // discard releases a try that will not be answered to the client.
@@ -139,11 +143,7 @@ func (rt *route) send(ctx, tctx context.Context, cancel context.CancelFunc, req 
 		tctx, end = tr.StartTry(tctx, ep.ID())
 		defer func() { end(t.status(), t.kind.String(), t.err) }()
 	}
-	out := rt.outgoing(tctx, req.r, m.url, req.body)
-	if tr := rt.gw.opts.Tracer; tr != nil {
-		tr.Inject(tctx, out.Header) // the endpoint continues the try's span
-	}
-	resp, err := rt.upstream.roundTripper(rt.gw.transport).RoundTrip(out)
+	resp, err := rt.roundTrip(tctx, t, req, m)
 	if err != nil {
 		t.err, t.kind = err, t.classify(tctx, ctx, err)
 		return t
@@ -350,6 +350,53 @@ func (rt *route) outgoing(ctx context.Context, in *http.Request, base *url.URL, 
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = []string{""} // do not let net/http add its own
 	}
+	setBody(out, in, body)
+	return out
+}
+
+// roundTrip sends t's request to m: on the fast path (the HTTP/1.1
+// engine, no tracer) with the client's header as it is and the
+// forwarding fields as bytes, without copying the request; otherwise as
+// outgoing builds it.
+func (rt *route) roundTrip(tctx context.Context, t *try, req *request, m *member) (*http.Response, error) {
+	tr := rt.gw.opts.Tracer
+	if ft, ok := rt.upstream.fast.(*http1.Transport); ok && tr == nil && req.fwd != nil {
+		out := t.forwardRequest(req.r, m.url, req.body)
+		resp, err := ft.RoundTripForward(tctx, out, http1.Forward{Skip: skipForward, Extra: req.fwd})
+		if !errors.Is(err, http1.ErrNotForwardable) {
+			return resp, err
+		}
+	}
+	out := rt.outgoing(tctx, req.r, m.url, req.body)
+	if tr != nil {
+		tr.Inject(tctx, out.Header) // the endpoint continues the try's span
+	}
+	return rt.upstream.roundTripper(rt.gw.transport).RoundTrip(out)
+}
+
+// forwardRequest is outgoing for the fast path: the same request in t's
+// own storage, sharing in's header (which the fast transport only reads,
+// leaving out skipForward's fields).
+func (t *try) forwardRequest(in *http.Request, base *url.URL, body []byte) *http.Request {
+	out := &t.out
+	*out = *in
+	out.RequestURI = ""
+	t.url = *in.URL
+	out.URL = &t.url
+	t.url.Scheme = base.Scheme
+	t.url.Host = base.Host
+	if base.Path != "" && base.Path != "/" {
+		t.url.Path = strings.TrimSuffix(base.Path, "/") + in.URL.Path
+		t.url.RawPath = ""
+	}
+	out.Close = false
+	setBody(out, in, body)
+	return out
+}
+
+// setBody gives out the buffered body (replayable), or none when the
+// client sent none; otherwise out keeps in's body, to stream once.
+func setBody(out, in *http.Request, body []byte) {
 	if body != nil {
 		out.Body = io.NopCloser(bytes.NewReader(body))
 		out.ContentLength = int64(len(body))
@@ -357,7 +404,6 @@ func (rt *route) outgoing(ctx context.Context, in *http.Request, base *url.URL, 
 	} else if in.ContentLength == 0 {
 		out.Body = nil
 	}
-	return out
 }
 
 // failStatus reports whether an endpoint's status counts as its failure.

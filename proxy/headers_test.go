@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -105,6 +106,106 @@ func FuzzHeaders(f *testing.F) {
 		addForwarded(out, r)
 		if out.Get("Forwarded") == "" {
 			t.Fatal("no Forwarded header")
+		}
+	})
+}
+
+// fastForwardHeader is what the fast path sends for in: the client's
+// fields minus skipForward's, then appendForwarded's lines.
+func fastForwardHeader(t *testing.T, in *http.Request) http.Header {
+	t.Helper()
+	got := http.Header{}
+	for k, vs := range in.Header {
+		if !skipForward(in.Header, k) {
+			got[k] = append(got[k], vs...)
+		}
+	}
+	extra := string(appendForwarded(nil, in))
+	for line := range strings.SplitSeq(strings.TrimSuffix(extra, "\r\n"), "\r\n") {
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok {
+			t.Fatalf("appendForwarded wrote %q: not a field line", line)
+		}
+		got[k] = append(got[k], v)
+	}
+	return got
+}
+
+// slowForwardHeader is what outgoing (the net/http engine's path) sends
+// for in, as the fields net/http's Transport writes.
+func slowForwardHeader(in *http.Request) http.Header {
+	out := in.Header.Clone()
+	removeHopHeaders(out, true)
+	addForwarded(out, in)
+	for k, vs := range out {
+		if len(vs) == 0 {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// TestForwardFastPath checks that the fast path (the client's header
+// written as it is with skipForward, plus appendForwarded) forwards
+// exactly the fields the net/http path (Clone, removeHopHeaders,
+// addForwarded) does.
+func TestForwardFastPath(t *testing.T) {
+	tests := []struct {
+		name   string
+		remote string
+		host   string
+		tls    bool
+		header http.Header
+	}{
+		{name: "plain", remote: "127.0.0.1:4000", host: "example.com", header: http.Header{"Accept": {"*/*"}, "User-Agent": {"wrk"}}},
+		{name: "hop-by-hop", remote: "10.0.0.1:1", host: "h", header: http.Header{
+			"Connection": {"keep-alive, X-Secret"}, "X-Secret": {"s"}, "Keep-Alive": {"timeout=5"},
+			"Proxy-Authorization": {"Basic x"}, "Upgrade": {"h2c"}, "Te": {"gzip"}, "Trailer": {"X"}, "X-Kept": {"k"}}},
+		{name: "te trailers kept", remote: "10.0.0.1:1", host: "h", header: http.Header{"Te": {"trailers, deflate"}, "Connection": {"TE"}}},
+		{name: "prior forwarding", remote: "[::1]:80", host: "h:8080", tls: true, header: http.Header{
+			"X-Forwarded-For": {"1.1.1.1", "2.2.2.2"}, "Forwarded": {"for=1.1.1.1", "for=2.2.2.2"},
+			"X-Forwarded-Host": {"orig"}, "X-Forwarded-Proto": {"https"}}},
+		{name: "connection names forwarding fields", remote: "1.2.3.4:5", host: "h", header: http.Header{
+			"Connection":      {"x-forwarded-for,  Forwarded ,X-Forwarded-Host", "x-forwarded-proto"},
+			"X-Forwarded-For": {"9.9.9.9"}, "Forwarded": {"for=9.9.9.9"}, "X-Forwarded-Host": {"o"}, "X-Forwarded-Proto": {"ftp"}}},
+		{name: "quoted host, no peer", remote: "@", host: `a"b c`, header: http.Header{}},
+		{name: "no host", remote: "127.0.0.1:1", host: "", header: http.Header{"X-A": {"1", "2"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := &http.Request{Method: "GET", RemoteAddr: tt.remote, Host: tt.host, Header: tt.header}
+			if tt.tls {
+				in.TLS = &tls.ConnectionState{}
+			}
+			want := slowForwardHeader(in)
+			got := fastForwardHeader(t, in)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("fast path forwards\n%v\nnet/http path\n%v", got, want)
+			}
+		})
+	}
+}
+
+// FuzzForwardFastPath is TestForwardFastPath on arbitrary values of the
+// fields that steer forwarding.
+func FuzzForwardFastPath(f *testing.F) {
+	f.Add("close, X-A", "trailers", "1.1.1.1", "for=x", "h", "1.2.3.4:5", false)
+	f.Add("x-forwarded-for", "", "", "", "a\"b", "[::1]:80", true)
+	f.Fuzz(func(t *testing.T, conn, te, xff, fwd, host, remote string, secure bool) {
+		in := &http.Request{Method: "GET", RemoteAddr: remote, Host: host, Header: http.Header{
+			"Connection": {conn}, "Te": {te}, "X-Forwarded-For": {xff}, "Forwarded": {fwd}, "X-A": {"1"}}}
+		if secure {
+			in.TLS = &tls.ConnectionState{}
+		}
+		for _, s := range []string{conn, te, xff, fwd, host} {
+			if strings.ContainsAny(s, "\r\n") {
+				return // a server never hands such a value over
+			}
+		}
+		want := slowForwardHeader(in)
+		got := fastForwardHeader(t, in)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("fast path forwards\n%v\nnet/http path\n%v", got, want)
 		}
 	})
 }

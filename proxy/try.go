@@ -35,6 +35,8 @@ type request struct {
 	tried    balance.Tried // guarded by hedging.mu while a hedge timer is armed
 	attempt  atomic.Int32  // the current attempt, 1-based
 	cuts     atomic.Int32  // tries abandoned at the adaptive timeout
+	fwd      []byte        // appendForwarded's lines for the fast path (nil: not on it)
+	fwdBuf   [256]byte
 }
 
 // forward runs the tries and returns the one to answer with (which may be
@@ -43,6 +45,9 @@ func (rt *route) forward(ctx context.Context, r *http.Request, body []byte, canR
 	rt.budget.Request()
 	defer rt.budget.Done()
 	req := &request{rt: rt, r: r, body: body, canRetry: canRetry}
+	if rt.upstream.fast != nil && rt.gw.opts.Tracer == nil {
+		req.fwd = appendForwarded(req.fwdBuf[:0], r)
+	}
 	hedge := canRetry && (rt.hedgeAuto || rt.hedgeDelay > 0 || rt.hedgeQuantile > 0)
 	if hedge {
 		rt.hedges.Request()

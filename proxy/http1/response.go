@@ -53,10 +53,12 @@ func ReadResponse(br *bufio.Reader, req *http.Request, max int) (*http.Response,
 	return &resp.Response, nil
 }
 
-// response is a Response and its body in one allocation.
+// response is a Response, its body and the values of its first fields in
+// one allocation.
 type response struct {
 	http.Response
 	body body
+	vals [8]string
 }
 
 // readResponse reads and parses one head; raw is a reusable buffer for the
@@ -125,7 +127,10 @@ func (r *response) parse(head, method string) error {
 		return ErrBadLineEnding
 	}
 	h := make(http.Header, n)
-	vals := make([]string, n) // one backing array for single-valued fields
+	vals := r.vals[:] // one backing array for single-valued fields
+	if n > len(r.vals) {
+		vals = make([]string, n)
+	}
 	var clSeen, teSeen int
 	cl := int64(-1)
 	var closeConn, keepAlive, chunked bool

@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -120,7 +121,79 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return t.Fallback.RoundTrip(req)
 	}
-	ctx := req.Context()
+	return t.exchange(req.Context(), req, Forward{})
+}
+
+// Forward is how RoundTripForward rewrites a request's head on its way
+// through a proxy, without copying the request's header map.
+type Forward struct {
+	// Skip reports whether the field name of h (the request's header) is
+	// left out: hop-by-hop fields and those Extra replaces. A nil Skip
+	// keeps every field.
+	Skip func(h http.Header, name string) bool
+	// Extra is appended to the head after the request's fields: complete
+	// field lines, each "Name: value\r\n". A line that is not a valid
+	// field (a bare CR or LF, a control byte, a name that is not a token)
+	// fails the request before anything is sent.
+	Extra []byte
+}
+
+// ErrNotForwardable is RoundTripForward's answer to a request it does not
+// carry itself (one RoundTrip would hand to Fallback, or refuse): nothing
+// was sent; send a rewritten copy with RoundTrip instead.
+var ErrNotForwardable = fmt.Errorf("%w: http1: request needs the fallback transport", ErrNotSent)
+
+// RoundTripForward is RoundTrip for a proxy: req's header goes out as fw
+// says (req and its header are only read, so the incoming request's header
+// can be passed as it is), under ctx instead of req's own context.
+// Requests RoundTrip would give to Fallback get ErrNotForwardable.
+func (t *Transport) RoundTripForward(ctx context.Context, req *http.Request, fw Forward) (*http.Response, error) {
+	if !validExtra(fw.Extra) {
+		closeBody(req)
+		return nil, invalid("forwarding fields %q", fw.Extra)
+	}
+	if fb, err := t.routed(req); fb || err != nil {
+		if err == nil {
+			err = ErrNotForwardable
+		}
+		return nil, err
+	}
+	return t.exchange(ctx, req, fw)
+}
+
+// validExtra reports whether b is a sequence of well-formed field lines:
+// a token, a colon, a value without control bytes (HTAB aside), CRLF.
+func validExtra(b []byte) bool {
+	for len(b) > 0 {
+		i := bytes.Index(b, crlf)
+		if i < 0 {
+			return false
+		}
+		line := b[:i]
+		b = b[i+2:]
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return false
+		}
+		for _, c := range line[:colon] {
+			if !isTchar(c) {
+				return false
+			}
+		}
+		for _, c := range line[colon+1:] {
+			if c < ' ' && c != '\t' || c == 0x7f {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+var crlf = []byte("\r\n")
+
+// exchange sends req on a pooled or new connection to its host, once more
+// on a fresh one when a reused connection turns out stale.
+func (t *Transport) exchange(ctx context.Context, req *http.Request, fw Forward) (*http.Response, error) {
 	for retried := false; ; retried = true {
 		if err := ctx.Err(); err != nil {
 			closeBody(req)
@@ -131,7 +204,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			closeBody(req)
 			return nil, err
 		}
-		resp, err := pc.roundTrip(ctx, req)
+		resp, err := pc.roundTrip(ctx, req, fw)
 		if err == nil {
 			return resp, nil
 		}
@@ -389,7 +462,7 @@ func (pc *conn) closeConn() {
 }
 
 // roundTrip runs one exchange on pc. On error pc is closed.
-func (pc *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
+func (pc *conn) roundTrip(ctx context.Context, req *http.Request, fw Forward) (*http.Response, error) {
 	pc.ctx, pc.wn, pc.close1 = ctx, 0, req.Close
 	if ctx.Done() != nil {
 		// A stale abort cannot hit the connection's next exchange: when
@@ -400,7 +473,7 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request) (*http.Respons
 		pc.br = readerPool.Get().(*bufio.Reader)
 		pc.br.Reset(pc.nc)
 	}
-	if err := pc.writeRequest(req); err != nil {
+	if err := pc.writeRequest(req, fw); err != nil {
 		return nil, pc.fail(err, false)
 	}
 	resp, err := pc.readResponse(req)
@@ -523,10 +596,10 @@ func (u *upgradedConn) Write(p []byte) (int, error) { return u.nc.Write(p) }
 func (u *upgradedConn) Close() error                { return u.nc.Close() }
 
 // writeRequest writes req's head and body through a pooled buffer.
-func (pc *conn) writeRequest(req *http.Request) error {
+func (pc *conn) writeRequest(req *http.Request, fw Forward) error {
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(pc)
-	err := writeHead(bw, req)
+	err := writeHead(bw, req, fw)
 	if err == nil && hasBody(req) {
 		err = writeBody(bw, req)
 	}
@@ -548,7 +621,7 @@ func excluded(k string) bool {
 	return false
 }
 
-func writeHead(bw *bufio.Writer, req *http.Request) error {
+func writeHead(bw *bufio.Writer, req *http.Request, fw Forward) error {
 	method := req.Method
 	if method == "" {
 		method = http.MethodGet
@@ -605,7 +678,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 		bw.WriteString("Connection: close\r\n")
 	}
 	for k, vs := range req.Header {
-		if excluded(k) {
+		if excluded(k) || fw.Skip != nil && fw.Skip(req.Header, k) {
 			continue
 		}
 		if !validToken(k) {
@@ -621,6 +694,7 @@ func writeHead(bw *bufio.Writer, req *http.Request) error {
 			bw.WriteString("\r\n")
 		}
 	}
+	bw.Write(fw.Extra)
 	_, err := bw.WriteString("\r\n")
 	return err
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -605,5 +606,61 @@ func TestTransportConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := conns.Load(); n > 8 {
 		t.Errorf("%d connections for 8 concurrent clients", n)
+	}
+}
+
+// RoundTripForward writes the request's header minus Skip's fields, then
+// Extra, under the context it is given; it refuses malformed Extra before
+// dialing and hands what RoundTrip would give to Fallback back to the
+// caller, unsent.
+func TestTransportRoundTripForward(t *testing.T) {
+	got := make(chan http.Header, 1)
+	s, conns := upCountingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header
+		io.WriteString(w, "ok")
+	})
+	tr := &Transport{Fallback: &fallbackRecorder{}}
+	defer tr.CloseIdleConnections()
+	skip := func(h http.Header, name string) bool { return name == "X-Drop" }
+	in, _ := http.NewRequest(http.MethodGet, s.URL+"/p?q=1", nil)
+	in.Header = http.Header{"X-Drop": {"d"}, "X-Keep": {"k1", "k2"}, "User-Agent": {"ua"}}
+	before := fmt.Sprint(in.Header)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	resp, err := tr.RoundTripForward(ctx, in, Forward{Skip: skip, Extra: []byte("X-Added: a\r\nX-Added: b\r\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body := upReadAll(t, resp); body != "ok" {
+		t.Fatalf("body %q", body)
+	}
+	h := <-got
+	if _, ok := h["X-Drop"]; ok {
+		t.Errorf("Skip's field was sent: %v", h)
+	}
+	if !slices.Equal(h["X-Keep"], []string{"k1", "k2"}) || !slices.Equal(h["X-Added"], []string{"a", "b"}) || h.Get("User-Agent") != "ua" {
+		t.Errorf("upstream saw %v", h)
+	}
+	if after := fmt.Sprint(in.Header); after != before {
+		t.Errorf("the request's header changed: %s, was %s", after, before)
+	}
+
+	for _, extra := range []string{"X-A: 1\r\nX-Evil", "X-A: a\nb\r\n", "X A: 1\r\n", ": v\r\n", "X-A: \x00\r\n", "X-A: 1"} {
+		if _, err := tr.RoundTripForward(ctx, in, Forward{Extra: []byte(extra)}); !errors.Is(err, ErrNotSent) || errors.Is(err, ErrNotForwardable) {
+			t.Errorf("Extra %q: err = %v, want ErrNotSent", extra, err)
+		}
+	}
+	streamed, _ := http.NewRequest(http.MethodPost, s.URL, io.NopCloser(strings.NewReader("x")))
+	if _, err := tr.RoundTripForward(ctx, streamed, Forward{}); !errors.Is(err, ErrNotForwardable) {
+		t.Errorf("a streamed body: err = %v, want ErrNotForwardable", err)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections, want 1 (refused requests are not sent)", n)
+	}
+
+	cancel()
+	if _, err := tr.RoundTripForward(ctx, in, Forward{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("after its context ended: err = %v, want context.Canceled", err)
 	}
 }
