@@ -83,7 +83,7 @@ func (d *memDurable) len() int {
 // encoded) for Asks.
 type job struct {
 	ID    int
-	Crash string // "error", "panic", "once" (panic on the first attempt only), "block"
+	Crash string       // "error", "panic", "once" (panic on the first attempt only), "block"
 	Get   Reply[[]int] `json:"-"`
 }
 
