@@ -28,9 +28,29 @@
 // While an actor is between incarnations (crashed, waiting for its
 // restart backoff), messages queue in its mailbox up to its capacity.
 //
-// The optional durable mailbox (a JetStream stream via package delivery,
-// wired in cmd) is not implemented: mailboxes are in memory, and a
-// process crash loses what they hold.
+// # Durable mailboxes
+//
+// By default mailboxes are in memory, and a process crash loses what they
+// hold. [Config.Durable] keeps told messages in a [Durable] mailbox
+// instead (package delivery's Mailbox: a JetStream stream; the two are
+// wired together by the program, this package imports neither): Tell
+// returns once the message, encoded by [Config.Codec] (JSON by default),
+// is stored, or fails; the actor removes it only after its handler
+// returned nil for it. So, unlike the in-memory mailbox, the message an
+// actor crashed on is handled again by the next incarnation, and after
+// kill -9 of the process every stored message is handled by the next
+// run: at least once, in order. A message it keeps crashing on is
+// dropped after [Config.MaxAttempts] and reported to [Config.OnDrop]. A
+// full durable mailbox (its capacity counts the message being handled)
+// makes Tell wait for room until its context ends and TryTell fail with
+// ErrMailboxFull.
+//
+// Ask stays in memory: its Reply cannot outlive the asker, so an Ask of a
+// durable actor is queued in the in-memory mailbox, is lost with the
+// process, and fails with ErrCrashed if the actor crashes on it. The
+// actor handles it once the durable mailbox was seen empty, or after at
+// most 1024 durable messages, so an Ask sees the effect of every Tell
+// that returned before it.
 package actor
 
 import (
