@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashChildEnv); dir != "" {
 		os.Exit(crashChild(dir))
 	}
+	if dir := os.Getenv(mailboxChildEnv); dir != "" {
+		os.Exit(mailboxChild(dir))
+	}
 	goleak.VerifyTestMain(m)
 }
 

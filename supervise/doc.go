@@ -87,7 +87,8 @@
 // errors.Is; a child that wants to "resume" simply handles its error
 // itself and keeps serving. Akka Typed's restart discards the actor's
 // state and keeps its mailbox; package [github.com/bulwark-go/bulwark/supervise/actor]
-// does the same.
+// does the same; with a Durable mailbox (package delivery's, on JetStream)
+// the told messages also survive the process.
 //
 // # Concurrency
 //

@@ -28,9 +28,29 @@
 // While an actor is between incarnations (crashed, waiting for its
 // restart backoff), messages queue in its mailbox up to its capacity.
 //
-// The optional durable mailbox (a JetStream stream via package delivery,
-// wired in cmd) is not implemented: mailboxes are in memory, and a
-// process crash loses what they hold.
+// # Durable mailboxes
+//
+// By default mailboxes are in memory, and a process crash loses what they
+// hold. [Config.Durable] keeps told messages in a [Durable] mailbox
+// instead (package delivery's Mailbox: a JetStream stream; the two are
+// wired together by the program, this package imports neither): Tell
+// returns once the message, encoded by [Config.Codec] (JSON by default),
+// is stored, or fails; the actor removes it only after its handler
+// returned nil for it. So, unlike the in-memory mailbox, the message an
+// actor crashed on is handled again by the next incarnation, and after
+// kill -9 of the process every stored message is handled by the next
+// run: at least once, in order. A message it keeps crashing on is
+// dropped after [Config.MaxAttempts] and reported to [Config.OnDrop]. A
+// full durable mailbox (its capacity counts the message being handled)
+// makes Tell wait for room until its context ends and TryTell fail with
+// ErrMailboxFull.
+//
+// Ask stays in memory: its Reply cannot outlive the asker, so an Ask of a
+// durable actor is queued in the in-memory mailbox, is lost with the
+// process, and fails with ErrCrashed if the actor crashes on it. The
+// actor handles it once the durable mailbox was seen empty, or after at
+// most 1024 durable messages, so an Ask sees the effect of every Tell
+// that returned before it.
 package actor
 
 import (
@@ -68,8 +88,29 @@ type Config[M any] struct {
 	// Mailbox is the mailbox's capacity. Default 64.
 	Mailbox int
 	// DropOnRestart discards the messages queued when the actor restarts
-	// after a crash, instead of handing them to the new incarnation.
+	// after a crash, instead of handing them to the new incarnation. With
+	// a Durable mailbox it applies to the queued Asks only: the durable
+	// messages are kept.
 	DropOnRestart bool
+
+	// Durable, when set, keeps told messages in this mailbox instead of
+	// memory (see "Durable mailboxes" in the package doc); Mailbox then
+	// bounds the in-memory queue of Asks only, and the durable mailbox
+	// has its own capacity. Default nil: in memory.
+	Durable Durable
+	// Codec encodes told messages for Durable. Default JSONCodec[M].
+	Codec Codec[M]
+	// MaxAttempts is how many times a durable message is handed to the
+	// handler while it keeps crashing on it (in this process) before the
+	// actor drops it. Default 3, below the supervisor's default restart
+	// intensity (5), so a poison message is dropped before the
+	// supervisor gives up.
+	MaxAttempts int
+	// OnDrop, when set, receives each durable message the actor drops
+	// (undecodable, or crashed on MaxAttempts times) and why, wrapping
+	// ErrDropped: the place to log it or keep it as a dead letter. It is
+	// called from the actor's goroutine.
+	OnDrop func(data []byte, err error)
 }
 
 // Errors callers branch on.
@@ -90,6 +131,18 @@ type Actor[M any] struct {
 	drop    bool
 	mailbox chan envelope[M]
 	started atomic.Bool
+
+	// With a Durable mailbox:
+	durable     Durable
+	codec       Codec[M]
+	maxAttempts int
+	onDrop      func([]byte, error)
+	room        chan struct{} // a removal: one waiting Tell may retry
+	// Owned by Serve (one incarnation at a time), kept across restarts:
+	inflight uint64 // durable message being handled
+	crashSeq uint64 // durable message the handler last crashed on
+	crashes  int    // how many times in a row
+	crashErr error
 }
 
 // envelope is a queued message; ask is set for Ask so a crash can answer
@@ -113,7 +166,14 @@ func New[M any](cfg Config[M]) *Actor[M] {
 	if cfg.Mailbox <= 0 {
 		cfg.Mailbox = 64
 	}
-	return &Actor[M]{name: cfg.Name, newH: cfg.New, drop: cfg.DropOnRestart, mailbox: make(chan envelope[M], cfg.Mailbox)}
+	if cfg.Codec == nil {
+		cfg.Codec = JSONCodec[M]{}
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 3
+	}
+	return &Actor[M]{name: cfg.Name, newH: cfg.New, drop: cfg.DropOnRestart, mailbox: make(chan envelope[M], cfg.Mailbox),
+		durable: cfg.Durable, codec: cfg.Codec, maxAttempts: cfg.MaxAttempts, onDrop: cfg.OnDrop, room: make(chan struct{}, 1)}
 }
 
 // Ref returns the actor's address.
@@ -137,7 +197,16 @@ func (a *Actor[M]) Serve(ctx context.Context) (err error) {
 		if err != nil && cur != nil {
 			cur.fail(fmt.Errorf("%w: %w", ErrCrashed, err))
 		}
+		if a.inflight != 0 {
+			if err != nil {
+				a.crashed(a.inflight, err)
+			}
+			a.inflight = 0
+		}
 	}()
+	if a.durable != nil {
+		return a.serveDurable(ctx, h, &cur)
+	}
 	done := ctx.Done()
 	for n := 0; ; n++ {
 		var env envelope[M]
@@ -186,12 +255,24 @@ type Ref[M any] struct{ a *Actor[M] }
 
 // Tell queues m. When the mailbox is full it waits for room until ctx
 // ends, and then returns ctx's error.
+//
+// To a durable actor, Tell returns once m is stored in the durable
+// mailbox; when that is full it retries until there is room or ctx ends.
+// If Tell fails, m may or may not have been stored.
 func (r Ref[M]) Tell(ctx context.Context, m M) error {
+	if r.a.durable != nil {
+		return r.a.put(ctx, m, true)
+	}
 	return r.send(ctx, envelope[M]{m: m})
 }
 
-// TryTell queues m, or returns ErrMailboxFull at once.
+// TryTell queues m, or returns ErrMailboxFull at once. To a durable actor
+// it does not wait for room, but does wait for the store to acknowledge
+// m (bounded by the Durable's own timeout).
 func (r Ref[M]) TryTell(m M) error {
+	if r.a.durable != nil {
+		return r.a.put(context.Background(), m, false)
+	}
 	select {
 	case r.a.mailbox <- envelope[M]{m: m}:
 		return nil
@@ -200,7 +281,8 @@ func (r Ref[M]) TryTell(m M) error {
 	}
 }
 
-// Len is how many messages wait in the mailbox.
+// Len is how many messages wait in the in-memory mailbox: for a durable
+// actor, the Asks only (its Durable knows how many told messages wait).
 func (r Ref[M]) Len() int { return len(r.a.mailbox) }
 
 func (r Ref[M]) send(ctx context.Context, env envelope[M]) error {

@@ -50,7 +50,7 @@ func get(ctx context.Context, r Ref[msg]) (int, error) {
 
 // supervised runs a under a supervisor with a 1s restart backoff, so the
 // test can queue messages while the actor is down.
-func supervised(t *testing.T, a *Actor[msg]) func() {
+func supervised[M any](t *testing.T, a *Actor[M]) func() {
 	s := supervise.New(supervise.Config{Backoff: time.Second, Jitter: -1}, supervise.Spec{Name: "counter", Service: a})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
