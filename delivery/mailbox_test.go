@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -259,4 +260,47 @@ func TestMailboxKill9(t *testing.T) {
 		return len(missing) == 0
 	})
 	t.Logf("child's Tell returned for %d notes; all handled after the restart", len(told))
+}
+
+// BenchmarkMailboxTell measures a durable actor end to end on the
+// embedded JetStream server: b.N notes told (each stored, a quorum of one
+// here, before Tell returns) by parallel callers and handled, each removed
+// from the stream after its handler returned. Compare with
+// supervise/actor's BenchmarkTell (the in-memory mailbox).
+func BenchmarkMailboxTell(b *testing.B) {
+	cfg := testConfig(b, b.TempDir())
+	cfg.Logger = nil
+	s := open(b, cfg, fwdNone())
+	mb, err := s.Mailbox(context.Background(), "bench", MailboxConfig{Capacity: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { mb.Close() })
+	var handled atomic.Int64
+	a := actor.New(actor.Config[note]{Name: "bench", Durable: mb, New: func() actor.Handler[note] {
+		return actor.HandlerFunc[note](func(context.Context, note) error { handled.Add(1); return nil })
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	ref := a.Ref()
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := ref.Tell(context.Background(), note{N: 1}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	told := time.Since(start)
+	for handled.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.ReportMetric(float64(b.N)/told.Seconds(), "told/s")
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "handled/s")
 }
