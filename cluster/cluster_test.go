@@ -170,6 +170,21 @@ func TestClusterElectsOneOwner(t *testing.T) {
 	if got := testutil.ToFloat64(n.m.holding); got != 1 {
 		t.Fatalf("bulwark_cluster_vip_owner on the owner = %v", got)
 	}
+	// The status the dashboard reads: the owner leads (only the leader
+	// proposes lease entries), and reports how long it has held the VIP
+	// and how old its lease is; a follower reports neither.
+	if s := n.Status(); s.State != "leader" || s.Leader != o || s.Term == 0 || !s.Holding ||
+		s.HeldSeconds <= 0 || s.LeaseAgeSeconds <= 0 || s.LeaseAgeSeconds > testTiming.Lease.Seconds() {
+		t.Fatalf("owner's status = %+v", s)
+	}
+	for id, m := range c.nodes {
+		if id == o {
+			continue
+		}
+		if s := m.Status(); s.State != "follower" || s.Holding || s.HeldSeconds != 0 || s.LeaseAgeSeconds != 0 {
+			t.Fatalf("follower %s's status = %+v", id, s)
+		}
+	}
 	if cnt, err := testutil.GatherAndCount(c.regs[o], "bulwark_cluster_lease_age_seconds", "bulwark_cluster_handovers_total"); err != nil || cnt != 2 {
 		t.Fatalf("metrics: %d series, %v", cnt, err)
 	}

@@ -27,6 +27,7 @@ type fence struct {
 	deadline time.Time
 	timer    *time.Timer
 	since    time.Time // when the last hold extension was proposed
+	added    time.Time // when the address was last added
 }
 
 // hold keeps (or adds) the address until until. It does nothing when ctx
@@ -52,6 +53,7 @@ func (f *fence) hold(ctx context.Context, proposed, until time.Time) bool {
 			return false
 		}
 		f.held = true
+		f.added = f.now()
 	}
 	f.deadline = until
 	f.since = proposed
@@ -91,6 +93,14 @@ func (f *fence) dropLocked(reason string) {
 	if f.onDrop != nil {
 		f.onDrop(reason, err)
 	}
+}
+
+// addedAt reports when the address was last added (zero before the
+// first time).
+func (f *fence) addedAt() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.added
 }
 
 // status reports whether the address is held and when the holding lease

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -80,13 +81,24 @@ type Event struct {
 
 // Status is what a node knows of the cluster.
 type Status struct {
-	Node     string `json:"node"`
-	Leader   string `json:"leader"`
-	Owner    string `json:"owner"` // the lease holder per the replicated log
-	Epoch    uint64 `json:"epoch"` // acquisitions so far
-	Holding  bool   `json:"holding"`
-	LeaseAge string `json:"lease_age,omitempty"` // since this holder's last renewal was proposed
-	VIP      string `json:"vip,omitempty"`
+	Node   string `json:"node"`
+	Leader string `json:"leader"`
+	// State is this node's Raft state: leader, follower, candidate or
+	// shutdown.
+	State string `json:"state"`
+	// Term is this node's Raft term.
+	Term    uint64 `json:"term"`
+	Owner   string `json:"owner"` // the lease holder per the replicated log
+	Epoch   uint64 `json:"epoch"` // acquisitions so far
+	Holding bool   `json:"holding"`
+	// LeaseAge (text) and LeaseAgeSeconds: on the holder, the time since
+	// its last committed renewal was proposed.
+	LeaseAge        string  `json:"lease_age,omitempty"`
+	LeaseAgeSeconds float64 `json:"lease_age_seconds,omitempty"`
+	// HeldSeconds is, on the holder, how long it has answered for the VIP
+	// without a break.
+	HeldSeconds float64 `json:"held_seconds,omitempty"`
+	VIP         string  `json:"vip,omitempty"`
 }
 
 // handshakeGrace is how long Leave waits, once new SYNs are dropped, for
@@ -551,7 +563,8 @@ func (n *Node) closeAll() error {
 func (n *Node) Status() Status {
 	st := n.fsm.state()
 	held, since := n.fence.status()
-	s := Status{Node: n.cfg.NodeID, Owner: st.Holder, Epoch: st.Epoch, Holding: held}
+	s := Status{Node: n.cfg.NodeID, Owner: st.Holder, Epoch: st.Epoch, Holding: held,
+		State: strings.ToLower(n.raft.State().String()), Term: n.raft.CurrentTerm()}
 	if n.cfg.VIP.IsValid() {
 		s.VIP = n.cfg.VIP.String()
 	}
@@ -559,7 +572,10 @@ func (n *Node) Status() Status {
 		s.Leader = string(id)
 	}
 	if held {
-		s.LeaseAge = time.Since(since).Round(time.Millisecond).String()
+		age := time.Since(since)
+		s.LeaseAge = age.Round(time.Millisecond).String()
+		s.LeaseAgeSeconds = age.Seconds()
+		s.HeldSeconds = time.Since(n.fence.addedAt()).Seconds()
 	}
 	return s
 }

@@ -86,6 +86,24 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("supervision tree not shown: %v", err)
 	}
 
+	// The gateway cluster: g1 owns the VIP; its kill button moves it.
+	if _, err := chromedp.Run(within(5*time.Second), chromedp.Poll[bool](
+		`document.getElementById('cluster-owner').textContent === 'g1' && document.querySelectorAll('#cluster-nodes li').length === 3 &&
+		 document.querySelector('#cluster-nodes li[data-node="g1"]').dataset.holding === 'true'`)); err != nil {
+		t.Fatalf("cluster panel does not show g1 owning the VIP: %v", err)
+	}
+	if err := chromedp.Do(within(5*time.Second), chromedp.Click(chromedp.CSS(`#cluster-nodes button[data-action="kill"][data-target="g1"]`))); err != nil {
+		t.Fatalf("click kill on g1: %v", err)
+	}
+	if _, err := chromedp.Run(within(2*time.Second), chromedp.Poll[bool](
+		`document.getElementById('cluster-owner').textContent === 'g2' && document.querySelector('#cluster-nodes li[data-node="g1"]').dataset.state === 'down' &&
+		 document.getElementById('cluster-handovers').textContent === '2 · 1'`)); err != nil {
+		t.Fatalf("cluster panel does not show the VIP on g2 after killing g1: %v", err)
+	}
+	if fs.owner() != "g2" {
+		t.Errorf("fake system: owner %q after killing g1, want g2", fs.owner())
+	}
+
 	p0, err := chromedp.Run(within(5*time.Second), chromedp.Evaluate[int](`+document.getElementById('chart-rps').dataset.points`))
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +137,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("api-1 fault not shown: %v", err)
 	}
 	if _, err := chromedp.Run(within(2*time.Second), chromedp.Poll[bool](
-		`document.querySelectorAll('#events li[data-kind="chaos"]').length === 2`)); err != nil {
+		`document.querySelectorAll('#events li[data-kind="chaos"]').length === 3`)); err != nil {
 		t.Fatalf("chaos events not listed: %v", err)
 	}
 

@@ -129,6 +129,41 @@ func TestReadEndpoints(t *testing.T) {
 	})
 }
 
+// TestClusterSnapshot: the gateway cluster's section reaches the API and
+// the page has its panel; killing the VIP's owner through the kill
+// control shows another owner and one more handover in the next snapshot.
+func TestClusterSnapshot(t *testing.T) {
+	fs := newFakeSystem()
+	d := newTestDashboard(t, Config{Source: fs, Controls: fs})
+	h := d.Handler()
+	if body := do(t, h, "GET", "/", "").Body.String(); !strings.Contains(body, `id="cluster"`) || !strings.Contains(body, `id="cluster-owner"`) {
+		t.Fatalf("page has no cluster panel:\n%s", body)
+	}
+	snapshot := func() *Cluster {
+		t.Helper()
+		var snap Snapshot
+		rec := do(t, h, "GET", "/api/snapshot", "")
+		if err := json.Unmarshal(rec.Body.Bytes(), &snap); err != nil || snap.Cluster == nil {
+			t.Fatalf("GET /api/snapshot = %d %v %s", rec.Code, err, rec.Body)
+		}
+		return snap.Cluster
+	}
+	c := snapshot()
+	if c.Owner != "g1" || c.VIP != "10.98.0.100" || len(c.Nodes) != 3 || !c.Nodes[0].Holding || c.Handovers != 0 {
+		t.Fatalf("cluster = %+v", c)
+	}
+	if rec := do(t, h, "POST", "/api/instances/g1/kill", ""); rec.Code != 200 {
+		t.Fatalf("kill g1 = %d %s", rec.Code, rec.Body)
+	}
+	c = snapshot()
+	if c.Owner != "g2" || c.Nodes[0].State != "down" || c.Nodes[0].Holding || !c.Nodes[1].Holding || c.Handovers != 1 || c.Epoch != 2 {
+		t.Fatalf("after killing the owner: cluster = %+v", c)
+	}
+	if evs := d.Events().Since(0); len(evs) != 1 || !strings.Contains(evs[0].Text, "killed g1") {
+		t.Errorf("events = %+v, want the kill", evs)
+	}
+}
+
 func TestSnapshotSourceError(t *testing.T) {
 	fs := newFakeSystem()
 	fs.err = errors.New("gateway gone")
@@ -148,6 +183,7 @@ func TestControlEndpoints(t *testing.T) {
 	}{
 		{"kill", "POST", "/api/instances/api-2/kill", "", nil, 200, "kill api-2"},
 		{"kill unknown", "POST", "/api/instances/nope/kill", "", nil, 404, ""},
+		{"kill gateway node", "POST", "/api/instances/g1/kill", "", nil, 200, "kill g1"},
 		{"restart", "POST", "/api/instances/api-2/restart", "", nil, 200, "restart api-2"},
 		{"stop", "POST", "/api/instances/api-2/stop", "", nil, 200, "stop api-2"},
 		{"stop unknown", "POST", "/api/instances/nope/stop", "", nil, 404, ""},

@@ -36,6 +36,48 @@ type Snapshot struct {
 	Traffic *TrafficState `json:"traffic,omitempty"`
 	// Supervision is the process's supervision tree, when it has one.
 	Supervision *TreeNode `json:"supervision,omitempty"`
+	// Cluster is the gateway cluster that owns the virtual IP, when this
+	// node is one of it or watches one.
+	Cluster *Cluster `json:"cluster,omitempty"`
+}
+
+// Cluster is the gateway cluster that owns a virtual IP by Raft quorum
+// (package cluster), as the nodes report it.
+type Cluster struct {
+	// VIP is the virtual IP address.
+	VIP string `json:"vip"`
+	// Owner is the node that answers for the VIP now, empty while none
+	// does (between a crash and the next acquisition).
+	Owner string `json:"owner"`
+	// Leader is the cluster's Raft leader, empty while there is none.
+	Leader string `json:"leader"`
+	// Term is the highest Raft term a node reports.
+	Term uint64 `json:"term"`
+	// Epoch counts lease acquisitions since the cluster was founded;
+	// Handovers is Epoch − 1 (every acquisition after the first moved
+	// the VIP or gave it back).
+	Epoch     uint64 `json:"epoch"`
+	Handovers uint64 `json:"handovers"`
+	// LeaseAgeSeconds is, on the owner, the time since its last committed
+	// renewal was proposed; HeldSeconds how long it has held the VIP.
+	LeaseAgeSeconds float64 `json:"lease_age_seconds"`
+	HeldSeconds     float64 `json:"held_seconds"`
+	// Nodes are the members, each as it reports itself.
+	Nodes []ClusterNode `json:"nodes"`
+}
+
+// ClusterNode is one gateway of the cluster.
+type ClusterNode struct {
+	ID      string `json:"id"`
+	Address string `json:"address,omitempty"`
+	// State is leader, follower, candidate, or down (not answering).
+	State string `json:"state"`
+	// Holding is true while the node answers for the VIP.
+	Holding bool `json:"holding,omitempty"`
+	// Fault is the chaos fault applied to it ("partition"), if any.
+	Fault string `json:"fault,omitempty"`
+	// Error says why a down node's status could not be read.
+	Error string `json:"error,omitempty"`
 }
 
 // TreeNode is one node of a supervision tree: a supervisor with Children,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/bulwark-go/bulwark/cluster"
 	"github.com/bulwark-go/bulwark/config"
+	"github.com/bulwark-go/bulwark/dashboard"
 	"github.com/bulwark-go/bulwark/proxy"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -71,4 +72,44 @@ func registerGateway(ctx context.Context, c *components, f *config.File, logger 
 	}
 	var once sync.Once
 	return func() { once.Do(func() { reg.Close() }) }
+}
+
+// dashboardCluster is the dashboard's cluster section built from the
+// nodes' statuses (GET /api/cluster of each, or the local node's): the
+// owner is the node that says it holds the VIP, the leader the one that
+// says it leads, term and epoch the highest reported. A node whose status
+// could not be read shows as down with err's text.
+func dashboardCluster(vip string, ids []string, statuses map[string]cluster.Status, errs map[string]error) *dashboard.Cluster {
+	out := &dashboard.Cluster{VIP: vip}
+	for _, id := range ids {
+		n := dashboard.ClusterNode{ID: id, State: "down"}
+		if err := errs[id]; err != nil {
+			n.Error = err.Error()
+			out.Nodes = append(out.Nodes, n)
+			continue
+		}
+		st, ok := statuses[id]
+		if !ok {
+			out.Nodes = append(out.Nodes, n)
+			continue
+		}
+		n.State, n.Holding = st.State, st.Holding
+		if st.Holding {
+			out.Owner, out.LeaseAgeSeconds, out.HeldSeconds = id, st.LeaseAgeSeconds, st.HeldSeconds
+		}
+		if st.State == "leader" {
+			out.Leader = id
+		} else if out.Leader == "" && st.Leader != "" {
+			out.Leader = st.Leader
+		}
+		if out.VIP == "" {
+			out.VIP = st.VIP
+		}
+		out.Term, out.Epoch = max(out.Term, st.Term), max(out.Epoch, st.Epoch)
+		out.Nodes = append(out.Nodes, n)
+	}
+	if out.Epoch > 0 {
+		out.Handovers = out.Epoch - 1
+	}
+	return out
 }

@@ -291,6 +291,60 @@ function renderTraffic(tr) {
     "traffic " + (tr ? (tr.generator ? "on" : "off") : "") + (tr && tr.rate ? " · " + tr.rate + "/s" : ""));
 }
 
+// renderCluster shows the gateway cluster: who owns the VIP, its lease,
+// handovers, and each node with its state (and, with controls, the kill,
+// stop, restart, partition and heal buttons the instance cards have).
+// Node rows are keyed by id and updated in place, so a click is never lost.
+const CLUSTER_ACTIONS = [["kill", "kill"], ["stop", "stop"], ["restart", "restart"], ["partition", "partition"], ["heal", "heal"]];
+
+function renderCluster(cl) {
+  const panel = document.getElementById("cluster");
+  panel.hidden = !cl;
+  if (!cl) return;
+  panel.dataset.owner = cl.owner || "";
+  setText(document.getElementById("cluster-vip"), cl.vip || "–");
+  setText(document.getElementById("cluster-owner"), cl.owner || "none");
+  setText(document.getElementById("cluster-lease-age"), cl.owner ? fmtMs((cl.lease_age_seconds || 0) * 1000) : "–");
+  setText(document.getElementById("cluster-held"), cl.owner ? fmtAge(cl.held_seconds || 0) : "–");
+  setText(document.getElementById("cluster-leader"), (cl.leader || "none") + " · " + (cl.term || 0));
+  setText(document.getElementById("cluster-handovers"), (cl.epoch || 0) + " · " + (cl.handovers || 0));
+  const list = document.getElementById("cluster-nodes");
+  state.clusterNodes = state.clusterNodes || new Map();
+  const seen = new Set();
+  const items = (cl.nodes || []).map((n) => {
+    seen.add(n.id);
+    let li = state.clusterNodes.get(n.id);
+    if (!li) {
+      li = el("li");
+      li.dataset.node = n.id;
+      const badge = el("span", "vip-badge", "VIP");
+      li.append(el("span", "dot"), el("span", "node-name", n.id), badge, el("span", "node-addr muted"), el("span", "node-state"));
+      if (controls) {
+        const actions = el("div", "actions");
+        for (const [action, label] of CLUSTER_ACTIONS) {
+          const b = el("button", "", label);
+          b.type = "button";
+          b.dataset.action = action;
+          b.dataset.target = n.id;
+          actions.append(b);
+        }
+        li.append(actions);
+      }
+      state.clusterNodes.set(n.id, li);
+    }
+    li.dataset.state = n.state;
+    li.dataset.holding = String(!!n.holding);
+    li.dataset.fault = n.fault || "";
+    li.querySelector(".vip-badge").hidden = !n.holding;
+    setText(li.querySelector(".node-addr"), n.address || "");
+    setText(li.querySelector(".node-state"), n.state + (n.fault ? " · " + n.fault : ""));
+    li.title = n.error || "";
+    return li;
+  });
+  for (const id of [...state.clusterNodes.keys()]) if (!seen.has(id)) state.clusterNodes.delete(id);
+  place(list, items);
+}
+
 // renderTree draws the supervision tree: each supervisor and child with
 // its state, restarts and last failure.
 function renderTree(root) {
@@ -345,6 +399,7 @@ function onMessage(msg) {
     renderDelivery(msg.snapshot.delivery);
     renderTraffic(msg.snapshot.traffic);
     renderTree(msg.snapshot.supervision);
+    renderCluster(msg.snapshot.cluster);
   }
   addPoints(msg.points);
   addEvents(msg.events);

@@ -15,8 +15,10 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -52,10 +54,17 @@ func Usable() string {
 	return ""
 }
 
-// New makes the bridge namespace. Names start with prefix (keep it short:
-// interface names are limited to 15 bytes).
+// New makes the bridge namespace. Names start with prefix and a number
+// from the process ID (keep it short: interface names are limited to 15
+// bytes).
 func New(prefix string) (*Net, error) {
-	n := &Net{prefix: fmt.Sprintf("%s%d", prefix, os.Getpid()%100000), Nodes: map[string]*Node{}}
+	return Open(fmt.Sprintf("%s%d", prefix, os.Getpid()%100000))
+}
+
+// Open is New with prefix used as it is: every namespace's name is prefix
+// followed by the node's name ("sw" for the bridge's).
+func Open(prefix string) (*Net, error) {
+	n := &Net{prefix: prefix, Nodes: map[string]*Node{}}
 	n.sw = n.prefix + "sw"
 	if err := run("ip", "netns", "add", n.sw); err != nil {
 		return nil, err
@@ -153,17 +162,30 @@ func (n *Net) Holders(addr netip.Addr, names ...string) ([]string, error) {
 
 // inNS runs f on an OS thread switched into the namespace. Sockets
 // created there belong to it for good, whichever thread uses them later.
-// The thread is discarded afterwards rather than switched back.
+// The thread is switched back afterwards and returned to the scheduler;
+// only if that fails is it discarded (the goroutine exits locked). Not
+// discarding threads matters to a process whose children carry Pdeathsig:
+// the kernel signals a child when the thread that forked it exits, and
+// any thread may have forked one (go.dev/issue/27505).
 func (node *Node) inNS(f func()) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return // thread discarded: its namespace is unknown
+		}
+		defer orig.Close()
 		if err := netns.Set(node.h); err != nil {
 			errc <- err
 			return
 		}
 		f()
 		errc <- nil
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
 	}()
 	return <-errc
 }
@@ -214,9 +236,70 @@ func (node *Node) Cut(peers ...*Node) error {
 	return nil
 }
 
+// IsCut reports whether node's cut table is in place.
+func (node *Node) IsCut() bool {
+	return exec.Command("ip", "netns", "exec", node.NS, "nft", "list", "table", "inet", "bwcut").Run() == nil
+}
+
 // Heal removes node's cut table, if any.
 func (node *Node) Heal() {
 	exec.Command("ip", "netns", "exec", node.NS, "nft", "delete", "table", "inet", "bwcut").Run()
+}
+
+// RemoveStale deletes the namespaces a crashed run left behind: those
+// named prefix, a process ID, then "-" and anything, whose process no
+// longer runs. Processes still inside one are killed first (SIGKILL).
+// It returns the names it removed.
+func RemoveStale(prefix string) ([]string, error) {
+	entries, err := os.ReadDir("/run/netns")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		pid, ok := staleOwner(prefix, e.Name())
+		if !ok || pid == os.Getpid() {
+			continue
+		}
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+			continue // its run is alive
+		}
+		if out, err := exec.Command("ip", "netns", "pids", e.Name()).Output(); err == nil {
+			for _, f := range strings.Fields(string(out)) {
+				if p, err := strconv.Atoi(f); err == nil {
+					syscall.Kill(p, syscall.SIGKILL)
+				}
+			}
+		}
+		if err := run("ip", "netns", "del", e.Name()); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, e.Name())
+	}
+	return removed, errors.Join(errs...)
+}
+
+// staleOwner parses a namespace name of the form prefix, digits, "-",
+// rest, returning the digits' value.
+func staleOwner(prefix, name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return 0, false
+	}
+	digits, _, ok := strings.Cut(rest, "-")
+	if !ok || digits == "" {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(digits)
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return pid, true
 }
 
 var mu sync.Mutex // ip netns add/del race on /run/netns when concurrent
