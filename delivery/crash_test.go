@@ -1,11 +1,9 @@
 package delivery
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,18 +50,8 @@ func TestKill9(t *testing.T) {
 		t.Skip("starts a child process")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startChild(t, crashChildEnv, dir)
 	var acked []string
-	sc := bufio.NewScanner(out)
 	for len(acked) < 300 && sc.Scan() {
 		acked = append(acked, strings.TrimSpace(sc.Text()))
 	}

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -189,4 +191,22 @@ func waitState(t testing.TB, s *Service, id string, want bulwark.DeliveryState) 
 func msg(upstream, key, orderKey, body string) *bulwark.Message {
 	return &bulwark.Message{Route: "r", Upstream: upstream, Method: http.MethodPost, Path: "/orders",
 		Header: http.Header{"Content-Type": {"text/plain"}}, Body: []byte(body), IdempotencyKey: key, OrderKey: orderKey}
+}
+
+// startChild re-runs the test binary as a child process with env=dir set
+// (its TestMain runs the child's part instead of the tests) and returns it
+// with a scanner over its standard output.
+func startChild(t *testing.T, env, dir string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
 }

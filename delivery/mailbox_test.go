@@ -1,12 +1,10 @@
 package delivery
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -217,18 +215,8 @@ func TestMailboxKill9(t *testing.T) {
 		t.Skip("starts a child process")
 	}
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), mailboxChildEnv+"="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startChild(t, mailboxChildEnv, dir)
 	var told []int
-	sc := bufio.NewScanner(out)
 	for len(told) < 300 && sc.Scan() {
 		n, _ := strconv.Atoi(strings.TrimSpace(sc.Text()))
 		told = append(told, n)
